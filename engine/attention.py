@@ -1,0 +1,74 @@
+"""Attention over packed sequences. One backend is picked at start-up:
+
+- `flash_attn`:  flash_attn_varlen_func (flash-attn installed, CUDA)
+- `torch_varlen`: torch.nn.attention.varlen.varlen_attn (CUDA, torch >= 2.9)
+- `sdpa_grouped`: CPU (or any device) path: scaled_dot_product_attention per run of
+  equal-length sequences, each run viewed as a dense block of the packed tensor.
+
+Every backend takes q, k, v as [total_tokens, heads, head_dim] and returns the same shape."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .batch import PackedBatch
+
+log = logging.getLogger("shoal.engine")
+
+AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, PackedBatch, bool], torch.Tensor]
+
+
+def sdpa_grouped(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: PackedBatch, causal: bool = False) -> torch.Tensor:
+    out = torch.empty_like(q)
+    gqa = k.shape[1] != q.shape[1]
+    for start, count, length in batch.equal_length_runs:
+        end = start + count * length
+        # [n*L, H, D] -> [n, H, L, D]: a view when the run is contiguous in the packed tensor
+        qs, ks, vs = (t[start:end].unflatten(0, (count, length)).transpose(1, 2) for t in (q, k, v))
+        o = F.scaled_dot_product_attention(qs, ks, vs, is_causal=causal, enable_gqa=gqa)
+        out[start:end] = o.transpose(1, 2).flatten(0, 1)
+    return out
+
+
+def _flash_attn_backend() -> AttentionFn:
+    from flash_attn import flash_attn_varlen_func
+
+    def flash(q, k, v, batch, causal=False):
+        return flash_attn_varlen_func(q, k, v, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen, batch.max_seqlen, causal=causal)
+
+    return flash
+
+
+def _torch_varlen_backend() -> AttentionFn:
+    from torch.nn.attention.varlen import varlen_attn
+
+    def varlen(q, k, v, batch, causal=False):
+        window = (-1, 0) if causal else (-1, -1)
+        return varlen_attn(q, k, v, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen, batch.max_seqlen,
+                           window_size=window, enable_gqa=k.shape[1] != q.shape[1])
+
+    return varlen
+
+
+BACKENDS: dict[str, Callable[[], AttentionFn]] = {
+    "flash_attn": _flash_attn_backend,
+    "torch_varlen": _torch_varlen_backend,
+    "sdpa_grouped": lambda: sdpa_grouped,
+}
+
+
+def select_backend(device: torch.device, preferred: str | None = None) -> tuple[str, AttentionFn]:
+    """The best backend this device and install support (or `preferred`, if it loads)."""
+    if preferred:
+        return preferred, BACKENDS[preferred]()
+    if device.type == "cuda":
+        for name in ("flash_attn", "torch_varlen"):
+            try:
+                return name, BACKENDS[name]()
+            except (ImportError, AttributeError) as error:
+                log.debug("attention backend unavailable", extra={"backend": name, "reason": str(error)})
+    return "sdpa_grouped", sdpa_grouped

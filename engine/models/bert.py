@@ -1,0 +1,96 @@
+"""BERT encoder over packed, unpadded sequences (post-LayerNorm, absolute positions).
+
+Checkpoint names are mapped onto a fused QKV projection at load time."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..attention import AttentionFn
+from ..batch import PackedBatch
+from ..weights import strip_prefix
+
+ACTIVATIONS = {
+    "gelu": lambda x: F.gelu(x),
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+}
+
+
+class BertLayer(nn.Module):
+    def __init__(self, hidden: int, heads: int, intermediate: int, eps: float, activation: str):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.attn_out = nn.Linear(hidden, hidden)
+        self.attn_norm = nn.LayerNorm(hidden, eps=eps)
+        self.up = nn.Linear(hidden, intermediate)
+        self.down = nn.Linear(intermediate, hidden)
+        self.mlp_norm = nn.LayerNorm(hidden, eps=eps)
+        self.act = ACTIVATIONS[activation]
+
+    def forward(self, x: torch.Tensor, batch: PackedBatch, attention: AttentionFn) -> torch.Tensor:
+        tokens, hidden = x.shape
+        q, k, v = self.qkv(x).view(tokens, 3, self.heads, hidden // self.heads).unbind(1)
+        context = attention(q, k, v, batch, False).reshape(tokens, hidden)
+        x = self.attn_norm(x + self.attn_out(context))
+        return self.mlp_norm(x + self.down(self.act(self.up(x))))
+
+
+class BertEncoder(nn.Module):
+    """Returns the last hidden state, [total_tokens, hidden]."""
+
+    position_offset = 0  # position ids start at 0
+
+    def __init__(self, config: dict):
+        super().__init__()
+        hidden = config["hidden_size"]
+        eps = config.get("layer_norm_eps", 1e-12)
+        self.word_embeddings = nn.Embedding(config["vocab_size"], hidden)
+        self.position_embeddings = nn.Embedding(config["max_position_embeddings"], hidden)
+        self.token_type_embeddings = nn.Embedding(config.get("type_vocab_size", 2), hidden)
+        self.embed_norm = nn.LayerNorm(hidden, eps=eps)
+        self.layers = nn.ModuleList(
+            BertLayer(hidden, config["num_attention_heads"], config["intermediate_size"], eps, config.get("hidden_act", "gelu"))
+            for _ in range(config["num_hidden_layers"])
+        )
+
+    def forward(self, batch: PackedBatch, attention: AttentionFn) -> torch.Tensor:
+        x = (
+            self.word_embeddings(batch.input_ids)
+            + self.position_embeddings(batch.position_ids)
+            + self.token_type_embeddings(batch.token_type_ids)
+        )
+        x = self.embed_norm(x)
+        for layer in self.layers:
+            x = layer(x, batch, attention)
+        return x
+
+    @staticmethod
+    def map_weights(checkpoint: dict[str, torch.Tensor], config: dict) -> dict[str, torch.Tensor]:
+        """HF BertModel names -> this module's names, with Q, K and V fused."""
+        w = strip_prefix(checkpoint, ("bert.",))
+        mapped = {
+            "word_embeddings.weight": w["embeddings.word_embeddings.weight"],
+            "position_embeddings.weight": w["embeddings.position_embeddings.weight"],
+            "token_type_embeddings.weight": w["embeddings.token_type_embeddings.weight"],
+            "embed_norm.weight": w["embeddings.LayerNorm.weight"],
+            "embed_norm.bias": w["embeddings.LayerNorm.bias"],
+        }
+        for i in range(config["num_hidden_layers"]):
+            src, dst = f"encoder.layer.{i}.", f"layers.{i}."
+            for kind in ("weight", "bias"):
+                mapped[dst + f"qkv.{kind}"] = torch.cat(
+                    [w[src + f"attention.self.{part}.{kind}"] for part in ("query", "key", "value")]
+                )
+                mapped[dst + f"attn_out.{kind}"] = w[src + f"attention.output.dense.{kind}"]
+                mapped[dst + f"attn_norm.{kind}"] = w[src + f"attention.output.LayerNorm.{kind}"]
+                mapped[dst + f"up.{kind}"] = w[src + f"intermediate.dense.{kind}"]
+                mapped[dst + f"down.{kind}"] = w[src + f"output.dense.{kind}"]
+                mapped[dst + f"mlp_norm.{kind}"] = w[src + f"output.LayerNorm.{kind}"]
+        return mapped
