@@ -38,7 +38,9 @@ class EngineObserver:
 
     def batch_done(self, model: str, sequences: int, tokens: int, seconds: float) -> None: ...
     def rejected(self, reason: str) -> None: ...
-    def model_loaded(self, model: str, seconds: float) -> None: ...
+    def model_loaded(self, model: str, seconds: float, source: str = "disk") -> None: ...
+    def model_load_failed(self, model: str) -> None: ...
+    def model_evicted(self, model: str, reason: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class EngineConfig:
     max_queue_tokens: int | None = None  # default: 32 batches' worth
     max_inputs_per_request: int = 2048
     attention: str | None = None  # force a backend (tests)
+    memory_budget: int | None = None  # device bytes for weights; None: a safe fraction of free memory
+    host_cache: int | None = None  # host bytes for evicted models' weights
     tokenizer_threads: int = max(1, min(4, (os.cpu_count() or 2)))
 
 
@@ -93,10 +97,13 @@ class Engine:
         self._device_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-device")
         self._load_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-load")
         self._tokenize_threads = ThreadPoolExecutor(config.tokenizer_threads, thread_name_prefix="shoal-tokenize")
-        self.pool = ModelPool(list(specs), self._load_model, self._load_thread, self.observer.model_loaded)
+        self.pool = ModelPool(list(specs), self._load_model, self._load_thread, self.observer)
         self._work = asyncio.Event()
         self._worker: asyncio.Task | None = None
         self._accepting = False
+
+    def set_observer(self, observer: EngineObserver) -> None:
+        self.observer = self.pool._observer = observer
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -167,7 +174,10 @@ class Engine:
         await self.pool.get(self.resolve(model).name)
 
     async def unload(self, model: str) -> bool:
-        return self.pool.unload(self.resolve(model).name)
+        unloaded = self.pool.unload(self.resolve(model).name)
+        if unloaded:
+            self.observer.model_evicted(self.resolve(model).name, "operator")
+        return unloaded
 
     def queue_depth(self) -> dict[str, tuple[int, int]]:
         """model -> (queued items, queued tokens), for every known model."""

@@ -10,7 +10,7 @@ import asyncio
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from .errors import ModelLoadError
 from .served import ServedModel
@@ -33,11 +33,11 @@ class PoolEntry:
 
 class ModelPool:
     def __init__(self, specs: list[ModelSpec], load: Callable[[ModelSpec], ServedModel], executor: Executor,
-                 on_load: Callable[[str, float], None] | None = None):
+                 observer: Any):
         self.entries = {spec.name: PoolEntry(spec) for spec in specs}
         self._load = load
         self._executor = executor
-        self._on_load = on_load or (lambda name, seconds: None)
+        self._observer = observer  # EngineObserver: model_loaded / model_load_failed
 
     async def get(self, name: str) -> ServedModel:
         entry = self.entries[name]
@@ -58,12 +58,13 @@ class ModelPool:
         except Exception as error:
             entry.state, entry.failed_at = "failed", time.monotonic()
             entry.error = error.message if isinstance(error, ModelLoadError) else f"{type(error).__name__}: {error}"
+            self._observer.model_load_failed(entry.spec.name)
             raise ModelLoadError(entry.error) from error
         finally:
             entry.loading = None
         entry.served, entry.state, entry.error = served, "resident", None
         entry.loads += 1
-        self._on_load(entry.spec.name, time.perf_counter() - started)
+        self._observer.model_loaded(entry.spec.name, time.perf_counter() - started, "disk")
         return served
 
     def unload(self, name: str) -> bool:

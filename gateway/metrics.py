@@ -33,8 +33,13 @@ class Metrics(EngineObserver):
         self.batch_seconds = Histogram("shoal_batch_duration_seconds", "Forward pass time per batch.", ["model"],
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.tokens = Counter("shoal_tokens", "Tokens processed by forward passes.", ["model"], registry=r)
-        self.load_seconds = Histogram("shoal_model_load_duration_seconds", "Model load time.", ["model"],
-                                      buckets=LATENCY_BUCKETS, registry=r)
+        self.load_seconds = Histogram("shoal_model_load_duration_seconds", "Model load time by source tier.",
+                                      ["model", "source"], buckets=LATENCY_BUCKETS, registry=r)
+        self.loads = Counter("shoal_model_loads", "Model loads by model and source tier (disk, host).",
+                             ["model", "source"], registry=r)
+        self.load_failures = Counter("shoal_model_load_failures", "Model loads that failed.", ["model"], registry=r)
+        self.evictions = Counter("shoal_model_evictions", "Models evicted from the device, by reason.",
+                                 ["model", "reason"], registry=r)
 
     def attach(self, engine: Engine) -> None:
         """Queue gauges read the engine at scrape time, so they are exact and never stale."""
@@ -50,8 +55,15 @@ class Metrics(EngineObserver):
     def rejected(self, reason: str) -> None:
         self.rejections.labels(reason).inc()
 
-    def model_loaded(self, model: str, seconds: float) -> None:
-        self.load_seconds.labels(model).observe(seconds)
+    def model_loaded(self, model: str, seconds: float, source: str = "disk") -> None:
+        self.load_seconds.labels(model, source).observe(seconds)
+        self.loads.labels(model, source).inc()
+
+    def model_load_failed(self, model: str) -> None:
+        self.load_failures.labels(model).inc()
+
+    def model_evicted(self, model: str, reason: str) -> None:
+        self.evictions.labels(model, reason).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -72,3 +84,11 @@ class _QueueCollector:
             tokens.add_metric([model], queued_tokens)
         yield depth
         yield tokens
+        resident = GaugeMetricFamily("shoal_models_resident", "Models resident on the device.")
+        resident_bytes = GaugeMetricFamily("shoal_resident_bytes", "Bytes of model weights held, by tier.",
+                                           labels=["tier"])
+        models = self.engine.models()
+        resident.add_metric([], sum(1 for m in models if m.state == "resident"))
+        resident_bytes.add_metric(["device"], sum(m.bytes for m in models if m.state == "resident"))
+        yield resident
+        yield resident_bytes

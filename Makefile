@@ -1,0 +1,41 @@
+# Two set-up commands, both idempotent:
+#   make serve   installs what is needed and serves the embedded default model on 127.0.0.1:8080
+#   make test    installs what is needed (test tools included) and runs the whole test suite
+VENV   ?= .venv
+PYTHON ?= python3
+# The CPU build of torch; override (e.g. TORCH='torch==2.9.1') or preinstall your own build.
+TORCH  ?= torch==2.13.0
+BIN     = $(VENV)/bin
+
+.PHONY: serve test install install-dev benchmark clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH)"
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+serve: install
+	$(BIN)/shoal serve
+
+test: install-dev
+	$(BIN)/python -m pytest -q
+
+benchmark: install-dev
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,69 @@
+"""Turning every failure into a JSON error with the right status, in the caller's protocol
+shape. Adapters raise ApiError or let EngineErrors through; one handler per protocol
+renders them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from engine import EngineError, Overloaded
+
+log = logging.getLogger("shoal.gateway")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.kind, self.message, self.headers = status, kind, message, headers or {}
+
+
+def as_api_error(error: Exception) -> ApiError:
+    """Any exception -> (status, kind, message, headers), the one place that decides statuses."""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, Overloaded):
+        return ApiError(429, error.kind, error.message, {"Retry-After": str(int(error.retry_after))})
+    if isinstance(error, EngineError):
+        return ApiError(error.status, error.kind, error.message)
+    if isinstance(error, ValidationException):
+        return ApiError(422, "invalid_request", _validation_message(error))
+    if isinstance(error, HTTPException):
+        status = error.status_code
+        kind = {400: "malformed_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+                413: "request_too_large"}.get(status, "http_error")
+        return ApiError(status, kind, error.detail or "request failed", dict(error.headers or {}))
+    log.exception("unhandled error")
+    return ApiError(500, "internal_error", f"internal error: {type(error).__name__}")
+
+
+def _validation_message(error: ValidationException) -> str:
+    details = error.extra if isinstance(error.extra, list) else []
+    parts = []
+    for detail in details:
+        if isinstance(detail, dict):
+            where = detail.get("key") or ""
+            parts.append(f"{where}: {detail.get('message', '')}".strip(": "))
+    return "; ".join(parts) or error.detail or "invalid request"
+
+
+def error_handler(shape: Callable[[ApiError], Any]) -> Callable[[Request, Exception], Response]:
+    """A Litestar exception handler that renders errors with `shape` (the protocol's body)."""
+
+    def handle(request: Request, error: Exception) -> Response:
+        api_error = as_api_error(error)
+        return Response(shape(api_error), status_code=api_error.status, headers=api_error.headers,
+                        media_type="application/json")
+
+    return handle
+
+
+def native_shape(error: ApiError) -> dict:
+    return {"error": {"type": error.kind, "message": error.message}}
+
+
+def openai_shape(error: ApiError) -> dict:
+    return {"error": {"message": error.message, "type": error.kind, "param": None, "code": error.status}}

