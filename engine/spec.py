@@ -20,6 +20,7 @@ POOLING_MODES = ("mean", "cls", "max", "lasttoken")
 INPUT_TYPES = ("query", "document")
 
 # Bytes per element for the safetensors dtypes we may meet.
+_FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
@@ -82,8 +83,8 @@ def _count_parameters(files: list[Path]) -> tuple[int, int]:
     elements = nbytes = 0
     for path in files:
         for name, info in safetensors_header(path).items():
-            if name == "__metadata__":
-                continue
+            if name == "__metadata__" or info["dtype"] not in _FLOAT_DTYPES:
+                continue  # integer buffers (e.g. BERT's position_ids) are not served weights
             n = 1
             for dim in info["shape"]:
                 n *= dim
