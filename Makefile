@@ -21,8 +21,9 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed scripts/install-deploy-tools.sh
 	$(BIN)/pip install --quiet -e '.[dev]'
+	scripts/install-deploy-tools.sh $(VENV)
 	touch $@
 
 install: $(VENV)/.installed
