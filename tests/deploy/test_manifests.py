@@ -200,13 +200,6 @@ def test_gpu_overlay_asks_for_a_gpu_node(rendered):
     assert 8 * 2**30 <= parse_size(e["SHOAL_MEMORY_BUDGET"]) < 24 * 10**9, "budget must fit a 24 GB card"
 
 
-def test_gpu_overlay_matches_the_terraform_node_pool(rendered):
-    """The node selector and toleration are the label and taint terraform puts on the pool."""
-    text = (K8S.parent / "terraform" / "modules" / "shoal-eks" / "main.tf").read_text()
-    assert re.search(r'"shoal\.ai/pool"\s*=\s*"gpu"', text)
-    assert re.search(r'key\s*=\s*"nvidia\.com/gpu"\s+value\s*=\s*"present"\s+effect\s*=\s*"NO_SCHEDULE"', text)
-
-
 def test_cpu_overlay_has_no_gpu_and_keeps_a_replica(rendered):
     _, c = container(rendered["cpu"])
     assert "nvidia.com/gpu" not in c["resources"].get("limits", {})
