@@ -5,7 +5,10 @@
 - `sdpa_grouped`: CPU (or any device) path: scaled_dot_product_attention per run of
   equal-length sequences, each run viewed as a dense block of the packed tensor.
 
-Every backend takes q, k, v as [total_tokens, heads, head_dim] and returns the same shape."""
+Every backend takes q, k, v as [total_tokens, heads, head_dim] (k and v may have fewer
+heads: grouped-query attention) and returns q's shape. `causal` masks future tokens;
+`window` = w limits each token to keys at most w positions away on either side (ModernBERT's
+local layers); None means global attention."""
 
 from __future__ import annotations
 
@@ -19,17 +22,31 @@ from .batch import PackedBatch
 
 log = logging.getLogger("shoal.engine")
 
-AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, PackedBatch, bool], torch.Tensor]
+AttentionFn = Callable[..., torch.Tensor]  # (q, k, v, batch, causal=False, window=None) -> [T, H, D]
 
 
-def sdpa_grouped(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: PackedBatch, causal: bool = False) -> torch.Tensor:
+def _window_mask(length: int, window: int, causal: bool, device) -> torch.Tensor:
+    positions = torch.arange(length, device=device)
+    distance = positions[None, :] - positions[:, None]  # key - query
+    allowed = distance.abs() <= window
+    if causal:
+        allowed &= distance <= 0
+    return allowed
+
+
+def sdpa_grouped(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: PackedBatch, causal: bool = False,
+                 window: int | None = None) -> torch.Tensor:
     out = torch.empty_like(q)
     gqa = k.shape[1] != q.shape[1]
     for start, count, length in batch.equal_length_runs:
         end = start + count * length
         # [n*L, H, D] -> [n, H, L, D]: a view when the run is contiguous in the packed tensor
         qs, ks, vs = (t[start:end].unflatten(0, (count, length)).transpose(1, 2) for t in (q, k, v))
-        o = F.scaled_dot_product_attention(qs, ks, vs, is_causal=causal, enable_gqa=gqa)
+        if window is not None and window < length:
+            mask = _window_mask(length, window, causal, q.device)
+            o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, enable_gqa=gqa)
+        else:
+            o = F.scaled_dot_product_attention(qs, ks, vs, is_causal=causal, enable_gqa=gqa)
         out[start:end] = o.transpose(1, 2).flatten(0, 1)
     return out
 
@@ -37,8 +54,10 @@ def sdpa_grouped(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: Packe
 def _flash_attn_backend() -> AttentionFn:
     from flash_attn import flash_attn_varlen_func
 
-    def flash(q, k, v, batch, causal=False):
-        return flash_attn_varlen_func(q, k, v, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen, batch.max_seqlen, causal=causal)
+    def flash(q, k, v, batch, causal=False, window=None):
+        window_size = (-1, -1) if window is None else (window, 0 if causal else window)
+        return flash_attn_varlen_func(q, k, v, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen, batch.max_seqlen,
+                                      causal=causal, window_size=window_size)
 
     return flash
 
@@ -46,10 +65,11 @@ def _flash_attn_backend() -> AttentionFn:
 def _torch_varlen_backend() -> AttentionFn:
     from torch.nn.attention.varlen import varlen_attn
 
-    def varlen(q, k, v, batch, causal=False):
-        window = (-1, 0) if causal else (-1, -1)
+    def varlen(q, k, v, batch, causal=False, window=None):
+        left = -1 if window is None else window
+        right = 0 if causal else (-1 if window is None else window)
         return varlen_attn(q, k, v, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen, batch.max_seqlen,
-                           window_size=window, enable_gqa=k.shape[1] != q.shape[1])
+                           window_size=(left, right), enable_gqa=k.shape[1] != q.shape[1])
 
     return varlen
 

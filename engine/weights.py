@@ -38,3 +38,13 @@ def strip_prefix(tensors: dict[str, torch.Tensor], prefixes: tuple[str, ...]) ->
                 break
         result[name] = tensor
     return result
+
+
+def pick_renamed(weights: dict[str, torch.Tensor], names: dict[str, str]) -> dict[str, torch.Tensor]:
+    """Pick `old.weight` / `old.bias` out of `weights` as `new.weight` / `new.bias`."""
+    result = {}
+    for old, new in names.items():
+        for kind in ("weight", "bias"):
+            if f"{old}.{kind}" in weights:
+                result[f"{new}.{kind}"] = weights[f"{old}.{kind}"]
+    return result

@@ -5,21 +5,13 @@ Checkpoint names are mapped onto a fused QKV projection at load time."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..attention import AttentionFn
 from ..batch import PackedBatch
-from ..weights import strip_prefix
+from ..heads import ACTIVATIONS, HeadWeights
+from ..weights import pick_renamed, strip_prefix
 
-ACTIVATIONS = {
-    "gelu": lambda x: F.gelu(x),
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "relu": F.relu,
-    "silu": F.silu,
-    "swish": F.silu,
-}
 
 
 class BertLayer(nn.Module):
@@ -94,3 +86,22 @@ class BertEncoder(nn.Module):
                 mapped[dst + f"down.{kind}"] = w[src + f"output.dense.{kind}"]
                 mapped[dst + f"mlp_norm.{kind}"] = w[src + f"output.LayerNorm.{kind}"]
         return mapped
+
+    @staticmethod
+    def head_weights(checkpoint: dict[str, torch.Tensor], config: dict, task: str) -> HeadWeights:
+        """The task head as `dense.*` / `norm.*` / `out.*`. Sequence classification reads
+        the [CLS] token through the tanh pooler; the MLM decoder is tied to the embeddings."""
+        w = strip_prefix(checkpoint, ("bert.",))
+        eps = config.get("layer_norm_eps", 1e-12)
+        if task == "sequence_classification":
+            return HeadWeights(pick_renamed(w, {"pooler.dense": "dense", "classifier": "out"}), "tanh", "cls", eps)
+        if task == "token_classification":
+            return HeadWeights(pick_renamed(w, {"classifier": "out"}), "identity", "cls", eps)
+        if task == "masked_lm":
+            head = pick_renamed(w, {"cls.predictions.transform.dense": "dense",
+                                    "cls.predictions.transform.LayerNorm": "norm"})
+            head["out.weight"] = w.get("cls.predictions.decoder.weight", w["embeddings.word_embeddings.weight"])
+            head["out.bias"] = w.get("cls.predictions.bias", w.get("cls.predictions.decoder.bias"))
+            return HeadWeights(head, config.get("hidden_act", "gelu"), "cls", eps)
+        raise KeyError(f"BERT has no {task} head")
+

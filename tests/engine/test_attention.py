@@ -12,7 +12,7 @@ from engine.batch import PackedBatch
 LENGTHS = [1, 3, 3, 3, 7, 7, 16, 2, 33]  # equal-length runs and singletons, unsorted
 
 
-def _reference(q, k, v, lengths, causal):
+def _reference(q, k, v, lengths, causal, window=None):
     outputs, start = [], 0
     for n in lengths:
         qs, ks, vs = (t[start:start + n].transpose(0, 1).float() for t in (q, k, v))
@@ -20,8 +20,11 @@ def _reference(q, k, v, lengths, causal):
             repeat = qs.shape[0] // ks.shape[0]
             ks, vs = ks.repeat_interleave(repeat, 0), vs.repeat_interleave(repeat, 0)
         scores = qs @ ks.transpose(1, 2) / qs.shape[-1] ** 0.5
+        distance = torch.arange(n)[None, :] - torch.arange(n)[:, None]
         if causal:
-            scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+            scores = scores.masked_fill(distance > 0, float("-inf"))
+        if window is not None:
+            scores = scores.masked_fill(distance.abs() > window, float("-inf"))
         outputs.append((F.softmax(scores, -1) @ vs).transpose(0, 1))
         start += n
     return torch.cat(outputs)
@@ -46,23 +49,25 @@ def test_packing_fields():
     assert batch.equal_length_runs == ((0, 1, 3), (3, 1, 1), (4, 1, 2))
 
 
+@pytest.mark.parametrize("window", [None, 2])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("kv_heads", [4, 2])
-def test_cpu_grouped_sdpa_matches_reference(causal, kv_heads):
+def test_cpu_grouped_sdpa_matches_reference(causal, kv_heads, window):
     batch, q, k, v = _inputs("cpu", torch.float32, kv_heads)
-    torch.testing.assert_close(sdpa_grouped(q, k, v, batch, causal), _reference(q, k, v, LENGTHS, causal),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(sdpa_grouped(q, k, v, batch, causal, window),
+                               _reference(q, k, v, LENGTHS, causal, window), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("backend", ["flash_attn", "torch_varlen", "sdpa_grouped"])
+@pytest.mark.parametrize("window", [None, 2])
 @pytest.mark.parametrize("causal", [False, True])
-def test_cuda_backends_match_reference(backend, causal):
+def test_cuda_backends_match_reference(backend, causal, window):
     try:
         attention = BACKENDS[backend]()
     except (ImportError, AttributeError):
         pytest.skip(f"{backend} is not installed")
     batch, q, k, v = _inputs("cuda", torch.bfloat16)
-    expected = _reference(q, k, v, LENGTHS, causal).to(torch.bfloat16)
-    torch.testing.assert_close(attention(q, k, v, batch, causal), expected, atol=2e-2, rtol=2e-2)
+    expected = _reference(q, k, v, LENGTHS, causal, window).to(torch.bfloat16)
+    torch.testing.assert_close(attention(q, k, v, batch, causal, window), expected, atol=2e-2, rtol=2e-2)
