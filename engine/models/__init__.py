@@ -16,16 +16,25 @@ The registry is keyed by family: `BertModel`, `BertForSequenceClassification` an
 
 from __future__ import annotations
 
-from .bert import BertEncoder
+import importlib
 
 TASK_SUFFIXES = ("ForSequenceClassification", "ForTokenClassification", "ForMaskedLM", "ForCausalLM", "Model")
 
+# family -> "module:Class", imported when a model of that family is first loaded
 FAMILIES = {
-    "Bert": BertEncoder,
+    "Bert": "bert:BertEncoder",
+    "DistilBert": "distilbert:DistilBertEncoder",
+    "MPNet": "mpnet:MPNetEncoder",
+    "XLMRoberta": "xlm_roberta:XLMRobertaEncoder",
+    "Roberta": "xlm_roberta:XLMRobertaEncoder",
+    "Camembert": "xlm_roberta:XLMRobertaEncoder",
+    "ModernBert": "modernbert:ModernBertEncoder",
+    "Qwen3": "qwen3:Qwen3Encoder",
 }
 
 BY_MODEL_TYPE = {
-    "bert": BertEncoder,
+    "bert": "Bert", "distilbert": "DistilBert", "mpnet": "MPNet", "xlm-roberta": "XLMRoberta",
+    "roberta": "Roberta", "camembert": "Camembert", "modernbert": "ModernBert", "qwen3": "Qwen3",
 }
 
 
@@ -36,9 +45,17 @@ def family_of(architecture: str) -> str:
     return architecture
 
 
-def find_architecture(model_type: str, architectures: tuple[str, ...]):
-    """The native implementation for a model, or None (the generic fallback serves it)."""
+def native_family(model_type: str, architectures: tuple[str, ...]) -> str | None:
     for name in architectures:
         if family_of(name) in FAMILIES:
-            return FAMILIES[family_of(name)]
+            return family_of(name)
     return BY_MODEL_TYPE.get(model_type)
+
+
+def find_architecture(model_type: str, architectures: tuple[str, ...]):
+    """The native implementation for a model, or None (the generic fallback serves it)."""
+    family = native_family(model_type, architectures)
+    if family is None:
+        return None
+    module, _, name = FAMILIES[family].partition(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
