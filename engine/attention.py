@@ -34,20 +34,35 @@ def _window_mask(length: int, window: int, causal: bool, device) -> torch.Tensor
     return allowed
 
 
+def _key_mask(batch: PackedBatch, first_sequence: int, count: int, length: int, device) -> torch.Tensor:
+    """[n, 1, 1, L]: which keys each sequence of a run may attend to."""
+    attend = torch.tensor(batch.attend_lengths[first_sequence:first_sequence + count], device=device)
+    return (torch.arange(length, device=device)[None, :] < attend[:, None])[:, None, None, :]
+
+
 def sdpa_grouped(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: PackedBatch, causal: bool = False,
                  window: int | None = None) -> torch.Tensor:
     out = torch.empty_like(q)
     gqa = k.shape[1] != q.shape[1]
+    sequence = 0
     for start, count, length in batch.equal_length_runs:
         end = start + count * length
         # [n*L, H, D] -> [n, H, L, D]: a view when the run is contiguous in the packed tensor
         qs, ks, vs = (t[start:end].unflatten(0, (count, length)).transpose(1, 2) for t in (q, k, v))
+        mask = None
         if window is not None and window < length:
             mask = _window_mask(length, window, causal, q.device)
-            o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, enable_gqa=gqa)
-        else:
+        if batch.attend_lengths is not None:
+            keys = _key_mask(batch, sequence, count, length, q.device)
+            mask = keys if mask is None else mask & keys
+        if mask is None:
             o = F.scaled_dot_product_attention(qs, ks, vs, is_causal=causal, enable_gqa=gqa)
+        else:
+            if causal and window is None:
+                mask = mask & torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
+            o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, enable_gqa=gqa)
         out[start:end] = o.transpose(1, 2).flatten(0, 1)
+        sequence += count
     return out
 
 
@@ -55,6 +70,8 @@ def _flash_attn_backend() -> AttentionFn:
     from flash_attn import flash_attn_varlen_func
 
     def flash(q, k, v, batch, causal=False, window=None):
+        if batch.attend_lengths is not None:  # key masks: short ColBERT queries only
+            return sdpa_grouped(q, k, v, batch, causal, window)
         window_size = (-1, -1) if window is None else (window, 0 if causal else window)
         return flash_attn_varlen_func(q, k, v, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen, batch.max_seqlen,
                                       causal=causal, window_size=window_size)
@@ -66,6 +83,8 @@ def _torch_varlen_backend() -> AttentionFn:
     from torch.nn.attention.varlen import varlen_attn
 
     def varlen(q, k, v, batch, causal=False, window=None):
+        if batch.attend_lengths is not None:  # key masks: short ColBERT queries only
+            return sdpa_grouped(q, k, v, batch, causal, window)
         left = -1 if window is None else window
         right = 0 if causal else (-1 if window is None else window)
         return varlen_attn(q, k, v, batch.cu_seqlens, batch.cu_seqlens, batch.max_seqlen, batch.max_seqlen,

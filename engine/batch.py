@@ -22,6 +22,9 @@ class PackedBatch:
     # Runs of consecutive sequences with equal length: (first token, sequences, length).
     # The CPU attention path views each run as one dense [n, L] block without copying.
     equal_length_runs: tuple[tuple[int, int, int], ...]
+    # Per sequence, how many leading tokens may be attended to (ColBERT query expansion:
+    # the [MASK] padding is computed but never attended). None: all of them.
+    attend_lengths: tuple[int, ...] | None = None
 
     @property
     def num_sequences(self) -> int:
@@ -38,6 +41,7 @@ class PackedBatch:
         type_ids: list[list[int]] | None = None,
         position_offset: int = 0,
         device: torch.device | str = "cpu",
+        attend_lengths: list[int | None] | None = None,
     ) -> "PackedBatch":
         lengths = tuple(len(s) for s in sequences)
         starts = [0]
@@ -64,4 +68,11 @@ class PackedBatch:
             max_seqlen=max(lengths, default=0),
             lengths=lengths,
             equal_length_runs=tuple(runs),
+            attend_lengths=_attend_lengths(attend_lengths, lengths),
         )
+
+
+def _attend_lengths(attend: list[int | None] | None, lengths: tuple[int, ...]) -> tuple[int, ...] | None:
+    if attend is None or all(a is None or a >= n for a, n in zip(attend, lengths)):
+        return None
+    return tuple(n if a is None else a for a, n in zip(attend, lengths))

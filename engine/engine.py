@@ -19,18 +19,25 @@ import torch
 
 from .attention import select_backend
 from .device import resolve_device, resolve_dtype
-from .errors import (DeadlineExceeded, EngineError, InvalidInput, ModelNotFound, NotReady, TooManyInputs,
-                     UnsupportedOutput)
+from .errors import (DeadlineExceeded, EngineError, InputTooLong, InvalidInput, ModelNotFound, NotReady,
+                     TooManyInputs, UnsupportedOutput)
+from .colbert import ColbertTokenizer, maxsim
+from .entities import Entity, entities, softmax
 from .heads import finish_dense
 from .pool import ModelPool
 from .scheduler import Batch, Job, Scheduler
 from .served import ServedModel
 from .spec import INPUT_TYPES, ModelSpec
-from .tokenize import TextTokenizer
+from .tokenize import TextTokenizer, Tokenized
 
 log = logging.getLogger("shoal.engine")
 
-OUTPUTS = ("dense",)
+OUTPUTS = ("dense", "sparse", "multivector")
+QWEN3_RERANK_PREFIX = ("<|im_start|>system\nJudge whether the Document meets the requirements based on the Query "
+                       "and the Instruct provided. Note that the answer can only be \"yes\" or \"no\".<|im_end|>\n"
+                       "<|im_start|>user\n")
+QWEN3_RERANK_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+DEFAULT_RERANK_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 
 
 class EngineObserver:
@@ -58,7 +65,29 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class Encoded:
-    embeddings: np.ndarray  # dense: [n, d] float32
+    output: str
+    # dense: [n, d] float32; sparse: [(indices, values)] per input; multivector: [k_i, d] per input
+    embeddings: Any
+    input_tokens: int
+    labels: list[list[str]] | None = None  # sparse, on request: the vocabulary token of each index
+
+
+@dataclass(frozen=True)
+class Scored:
+    scores: list[float]  # one per document, in document order
+    input_tokens: int
+
+
+@dataclass(frozen=True)
+class Classified:
+    labels: tuple[str, ...]
+    probabilities: np.ndarray  # [n, labels]
+    input_tokens: int
+
+
+@dataclass(frozen=True)
+class Extracted:
+    entities: list[list[Entity]]  # per input
     input_tokens: int
 
 
@@ -93,7 +122,7 @@ class Engine:
         self.scheduler = Scheduler(self.max_batch_tokens, config.max_queue_tokens or 32 * self.max_batch_tokens)
         self.specs = {spec.name: spec for spec in specs}
         self._aliases = {spec.source: spec.name for spec in specs if spec.source and spec.source not in self.specs}
-        self._tokenizers: dict[str, TextTokenizer] = {}
+        self._tokenizers: dict[tuple[str, str], Any] = {}
         self._device_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-device")
         self._load_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-load")
         self._tokenize_threads = ThreadPoolExecutor(config.tokenizer_threads, thread_name_prefix="shoal-tokenize")
@@ -142,19 +171,92 @@ class Engine:
 
     async def encode(self, model: str, texts: Sequence[str], input_type: str = "document", output: str = "dense",
                      dimensions: int | None = None, normalize: bool | None = None, truncate: bool = True,
-                     deadline: float | None = None) -> Encoded:
+                     deadline: float | None = None, top_k: int | None = None,
+                     return_labels: bool = False) -> Encoded:
+        """Embed texts. dense: one vector each (Matryoshka `dimensions`, `normalize`);
+        sparse: SPLADE (index, value) pairs, optionally the `top_k` largest, with
+        vocabulary `labels`; multivector: ColBERT token vectors (query or document)."""
         spec = self.resolve(model)
         self._check_inputs(texts)
         if input_type not in INPUT_TYPES:
             raise InvalidInput(f"input_type must be one of {INPUT_TYPES}, got {input_type!r}")
         if output not in OUTPUTS:
-            raise UnsupportedOutput(f"output {output!r} is not supported by model {spec.name!r}; supported: {list(OUTPUTS)}")
+            raise InvalidInput(f"output must be one of {OUTPUTS}, got {output!r}")
+        self._require(spec, output)
+        texts = list(texts)
+        if output == "multivector":
+            items = await self._tokenize(self._colbert_tokenizer(spec).encode, texts, input_type == "query", truncate)
+            vectors = await self._submit(spec.name, f"multivector_{input_type}", items, list, deadline)
+            return Encoded(output, vectors, _tokens(items))
+        items = await self._tokenize(self._text_tokenizer(spec).encode, _prompted(spec, texts, input_type), truncate)
+        if output == "sparse":
+            if top_k is not None and not (isinstance(top_k, int) and top_k > 0):
+                raise InvalidInput("top_k must be a positive integer")
+            pairs = await self._submit(spec.name, "sparse", items, list, deadline)
+            pairs = [_top_k(indices, values, top_k) for indices, values in pairs]
+            labels = None
+            if return_labels:
+                tokenizer = self._text_tokenizer(spec)
+                labels = [[tokenizer.id_to_token(int(i)) for i in indices] for indices, _ in pairs]
+            return Encoded(output, pairs, _tokens(items), labels)
         if dimensions is not None and not (isinstance(dimensions, int) and 0 < dimensions <= spec.dimension):
             raise InvalidInput(f"dimensions must be an integer from 1 to {spec.dimension} for model {spec.name!r}")
         normalize = spec.normalize if normalize is None else normalize
-        items = await self._tokenize(spec, list(texts), input_type, truncate)
-        vectors = await self._submit(spec.name, "embed", items, lambda rows: np.stack(rows), deadline)
-        return Encoded(finish_dense(vectors, dimensions, normalize), sum(len(t.ids) for t in items))
+        vectors = await self._submit(spec.name, "embed", items, np.stack, deadline)
+        return Encoded(output, finish_dense(vectors, dimensions, normalize), _tokens(items))
+
+    async def score(self, model: str, query: str, documents: Sequence[str], raw_scores: bool = False,
+                    truncate: bool = True, deadline: float | None = None) -> Scored:
+        """Relevance of each document to the query, in document order: cross-encoders
+        (sigmoid of the logit unless `raw_scores`), causal rerankers (P(yes)), and ColBERT
+        models (MaxSim over normalised token vectors)."""
+        spec = self.resolve(model)
+        self._require(spec, "score")
+        if not isinstance(query, str) or not query:
+            raise InvalidInput("query must be a non-empty string")
+        self._check_inputs(documents)
+        documents = list(documents)
+        if spec.task == "colbert":
+            colbert = self._colbert_tokenizer(spec)
+            query_items, document_items = await asyncio.gather(
+                self._tokenize(colbert.encode, [query], True, truncate),
+                self._tokenize(colbert.encode, documents, False, truncate))
+            query_vectors, document_vectors = await asyncio.gather(
+                self._submit(spec.name, "multivector_query", query_items, list, deadline),
+                self._submit(spec.name, "multivector_document", document_items, list, deadline))
+            return Scored(maxsim(query_vectors[0], document_vectors), _tokens(query_items) + _tokens(document_items))
+        if spec.task == "causal_rerank":
+            items = await self._tokenize(self._rerank_prompts, spec, query, documents, truncate)
+        else:
+            items = await self._tokenize(self._text_tokenizer(spec).encode, [(query, d) for d in documents], truncate)
+        logits = await self._submit(spec.name, "sequence_logits", items, np.stack, deadline)
+        raw = logits[:, 1] - logits[:, 0] if spec.task == "causal_rerank" else logits[:, 0]
+        scores = raw if raw_scores else 1.0 / (1.0 + np.exp(-raw))
+        return Scored([float(x) for x in scores], _tokens(items))
+
+    async def classify(self, model: str, texts: Sequence[str], truncate: bool = True,
+                       deadline: float | None = None) -> Classified:
+        """Label probabilities per input: softmax, or sigmoid per label for multi-label models."""
+        spec = self.resolve(model)
+        self._require(spec, "classify")
+        self._check_inputs(texts)
+        items = await self._tokenize(self._text_tokenizer(spec).encode, list(texts), truncate)
+        logits = await self._submit(spec.name, "sequence_logits", items, np.stack, deadline)
+        probabilities = 1.0 / (1.0 + np.exp(-logits)) if spec.multi_label else softmax(logits)
+        return Classified(spec.labels, probabilities.astype(np.float32), _tokens(items))
+
+    async def extract(self, model: str, texts: Sequence[str], truncate: bool = True,
+                      deadline: float | None = None) -> Extracted:
+        """Entity spans per input, with character offsets into the original text."""
+        spec = self.resolve(model)
+        self._require(spec, "extract")
+        self._check_inputs(texts)
+        texts = list(texts)
+        items = await self._tokenize(self._text_tokenizer(spec).encode, texts, truncate, True)
+        logits = await self._submit(spec.name, "token_logits", items, list, deadline)
+        found = [entities(text, token_logits, item.offsets, spec.labels)
+                 for text, token_logits, item in zip(texts, logits, items)]
+        return Extracted(found, _tokens(items))
 
     def models(self) -> list[ModelStatus]:
         element = torch.empty((), dtype=self.dtype).element_size()
@@ -164,7 +266,7 @@ class Engine:
             result.append(ModelStatus(
                 name=spec.name, source=spec.source, state=entry.state,
                 bytes=entry.served.resident_bytes if entry.served else spec.weight_bytes(element),
-                capabilities=entry.served.capabilities if entry.served else ("dense",),
+                capabilities=spec.capabilities,
                 dimension=spec.dimension, max_length=spec.max_length, loads=entry.loads,
                 last_used=entry.last_used, error=entry.error, pinned=spec.pin,
             ))
@@ -196,21 +298,44 @@ class Engine:
             if not text:
                 raise InvalidInput(f"input {position} is an empty string")
 
-    def _tokenizer(self, spec: ModelSpec) -> TextTokenizer:
-        tokenizer = self._tokenizers.get(spec.name)
-        if tokenizer is None:
-            tokenizer = self._tokenizers[spec.name] = TextTokenizer(spec.path, spec.max_length)
-        return tokenizer
+    def _require(self, spec: ModelSpec, capability: str) -> None:
+        if capability not in spec.capabilities:
+            raise UnsupportedOutput(f"model {spec.name!r} ({spec.task}) cannot give {capability!r}; "
+                                    f"it gives {list(spec.capabilities)}")
 
-    async def _tokenize(self, spec: ModelSpec, texts: list[str], input_type: str, truncate: bool):
+    def _text_tokenizer(self, spec: ModelSpec) -> TextTokenizer:
+        """Tokenizers are small and kept for every known model, resident or not."""
+        key = (spec.name, "text")
+        if key not in self._tokenizers:
+            self._tokenizers[key] = TextTokenizer(spec.path, spec.max_length)
+        return self._tokenizers[key]
+
+    def _colbert_tokenizer(self, spec: ModelSpec) -> ColbertTokenizer:
+        key = (spec.name, "colbert")
+        if key not in self._tokenizers:
+            self._tokenizers[key] = ColbertTokenizer(spec.path, spec.colbert, spec.max_length)
+        return self._tokenizers[key]
+
+    def _rerank_prompts(self, spec: ModelSpec, query: str, documents: list[str], truncate: bool) -> list[Tokenized]:
+        """Qwen3-Reranker's chat template around each (query, document) pair."""
+        tokenizer = self._text_tokenizer(spec)
+        prefix = tokenizer.encode_plain(QWEN3_RERANK_PREFIX)
+        suffix = tokenizer.encode_plain(QWEN3_RERANK_SUFFIX)
+        instruction = spec.instruction or DEFAULT_RERANK_INSTRUCTION
+        room = spec.max_length - len(prefix) - len(suffix)
+        items = []
+        for position, document in enumerate(documents):
+            body = tokenizer.encode_plain(f"<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {document}")
+            if len(body) > room and not truncate:
+                raise InputTooLong(f"document {position} is longer than the model's maximum and truncate is false")
+            ids = prefix + body[:room] + suffix
+            items.append(Tokenized(ids, [0] * len(ids)))
+        return items
+
+    async def _tokenize(self, function, *args):
         if not self._accepting:
             raise NotReady("the server is shutting down")
-        prompt = spec.prompts.get(input_type, "")
-        if prompt:
-            texts = [prompt + text for text in texts]
-        tokenizer = self._tokenizer(spec)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._tokenize_threads, tokenizer.encode, texts, truncate)
+        return await asyncio.get_running_loop().run_in_executor(self._tokenize_threads, function, *args)
 
     async def _submit(self, model: str, kind: str, items, finish, deadline: float | None) -> Any:
         if not self._accepting:
@@ -256,10 +381,20 @@ class Engine:
             self.observer.batch_done(batch.model, len(batch.items), batch.tokens, seconds)
             self._deliver(batch, outputs)
 
-    @staticmethod
-    def _forward(served: ServedModel, batch: Batch):
+    def _forward(self, served: ServedModel, batch: Batch):
+        items = [item.tokenized for item in batch.items]
         if batch.kind == "embed":
-            return served.embed([item.tokenized for item in batch.items])
+            return served.embed(items)
+        if batch.kind == "sparse":
+            return served.sparse(items)
+        if batch.kind == "sequence_logits":
+            return served.sequence_logits(items)
+        if batch.kind == "token_logits":
+            return served.token_logits(items)
+        if batch.kind.startswith("multivector_"):
+            is_query = batch.kind == "multivector_query"
+            colbert = self._colbert_tokenizer(served.spec)
+            return served.token_vectors(items, [colbert.kept(item, is_query) for item in items])
         raise UnsupportedOutput(f"unknown work kind {batch.kind!r}")
 
     @staticmethod
@@ -281,3 +416,21 @@ class Engine:
         for item in batch.items:
             if not item.job.future.done():
                 item.job.future.set_exception(error)
+
+
+def _tokens(items: list[Tokenized]) -> int:
+    return sum(len(item.ids) for item in items)
+
+
+def _prompted(spec: ModelSpec, texts: list[str], input_type: str) -> list[str]:
+    """sentence-transformers prompts (e.g. e5's "query: " / "passage: ") by input type."""
+    prompt = spec.prompts.get(input_type, "")
+    return [prompt + text for text in texts] if prompt else texts
+
+
+def _top_k(indices: np.ndarray, values: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The k largest weights, still in ascending index order."""
+    if k is None or len(values) <= k:
+        return indices, values
+    keep = np.sort(np.argpartition(-values, k - 1)[:k])
+    return indices[keep], values[keep]

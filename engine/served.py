@@ -1,4 +1,7 @@
-"""A model ready to serve: tokenizer + packed network + heads, on one device and dtype."""
+"""A model ready to serve: the packed network plus its task's head, on one device and dtype.
+
+Each public method takes tokenised items and returns one raw output per item, in order;
+probabilities, normalisation and sorting happen per request, in the engine."""
 
 from __future__ import annotations
 
@@ -7,29 +10,69 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
 
 from .attention import AttentionFn
 from .batch import PackedBatch
 from .errors import ModelLoadError
-from .heads import pool
+from .heads import ACTIVATIONS, HeadWeights, TaskHead, pool, sparse_max_pool
 from .models import find_architecture
-from .spec import ModelSpec
-from .tokenize import Tokenized
+from .spec import DenseLayer, ModelSpec
+from .tokenize import Tokenized, load_tokenizer
 from .weights import read_checkpoint
 
 log = logging.getLogger("shoal.engine")
 
+# Which head each task needs from the architecture file.
+HEAD_FOR_TASK = {
+    "score": "sequence_classification",
+    "classify": "sequence_classification",
+    "extract": "token_classification",
+    "sparse": "masked_lm",
+    "causal_rerank": "causal_lm",
+}
+
+
+class DenseStack(nn.Module):
+    """sentence-transformers / PyLate Dense modules, applied in order."""
+
+    def __init__(self, layers: tuple[DenseLayer, ...]):
+        super().__init__()
+        self.linears = nn.ModuleList()
+        self.activations = [ACTIVATIONS[layer.activation] for layer in layers]
+        for layer in layers:
+            linear = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias)
+            weights = _module_weights(layer.folder)
+            linear.load_state_dict({k.removeprefix("linear."): v for k, v in weights.items()}, strict=True)
+            self.linears.append(linear)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for linear, activation in zip(self.linears, self.activations):
+            x = activation(linear(x))
+        return x
+
+
+def _module_weights(folder) -> dict[str, torch.Tensor]:
+    path = folder / "model.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"{folder}: Dense weights must be in model.safetensors")
+    return load_file(str(path))
+
 
 class ServedModel:
-    def __init__(self, spec: ModelSpec, network: torch.nn.Module,
+    def __init__(self, spec: ModelSpec, network: nn.Module, head: nn.Module | None, dense: DenseStack | None,
                  device: torch.device, dtype: torch.dtype, attention_name: str, attention: AttentionFn):
         self.spec = spec
         self.network = network
+        self.head = head
+        self.dense = dense
         self.device = device
         self.dtype = dtype
         self.attention_name = attention_name
         self.attention = attention
-        self.capabilities = ("dense",)
+        self.capabilities = spec.capabilities
 
     @classmethod
     def load(cls, spec: ModelSpec, device: torch.device, dtype: torch.dtype,
@@ -46,21 +89,93 @@ class ServedModel:
             with torch.device("meta"):
                 network = architecture(spec.config)
             network.load_state_dict(architecture.map_weights(checkpoint, spec.config), strict=True, assign=True)
+            head = _build_head(spec, architecture, checkpoint)
+            dense = DenseStack(spec.dense_layers) if spec.dense_layers else None
         except (OSError, KeyError, RuntimeError, ValueError) as error:
             raise ModelLoadError(f"model {spec.name!r}: cannot load from {spec.path}: {error}") from error
-        network = network.to(device=device, dtype=dtype).eval()
-        log.info("model loaded", extra={"model": spec.name, "seconds": round(time.perf_counter() - started, 3),
-                                        "device": str(device), "dtype": str(dtype).removeprefix("torch.")})
-        return cls(spec, network, device, dtype, *attention)
+        for module in (network, head, dense):
+            if module is not None:
+                module.to(device=device, dtype=dtype).eval()
+        log.info("model loaded", extra={"model": spec.name, "task": spec.task, "device": str(device),
+                                        "dtype": str(dtype).removeprefix("torch."),
+                                        "seconds": round(time.perf_counter() - started, 3)})
+        return cls(spec, network, head, dense, device, dtype, *attention)
 
     @property
     def resident_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.network.parameters())
+        modules = [m for m in (self.network, self.head, self.dense) if m is not None]
+        return sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
+
+    # ---- forward passes --------------------------------------------------------------
+    def _hidden(self, items: list[Tokenized]) -> tuple[torch.Tensor, PackedBatch]:
+        batch = PackedBatch.pack([t.ids for t in items], [t.type_ids for t in items],
+                                 position_offset=self.network.position_offset, device=self.device,
+                                 attend_lengths=[t.attend for t in items])
+        return self.network(batch, self.attention), batch
 
     @torch.inference_mode()
     def embed(self, items: list[Tokenized]) -> np.ndarray:
-        """Pooled, un-normalised float32 vectors, one row per item, in item order."""
-        batch = PackedBatch.pack([t.ids for t in items], [t.type_ids for t in items],
-                                 position_offset=self.network.position_offset, device=self.device)
-        hidden = self.network(batch, self.attention)
-        return pool(hidden, batch, self.spec.pooling).cpu().numpy()
+        """Pooled (and projected), un-normalised float32 vectors: [B, dimension]."""
+        hidden, batch = self._hidden(items)
+        pooled = pool(hidden, batch, self.spec.pooling)
+        if self.dense is not None:
+            pooled = self.dense(pooled.to(self.dtype)).float()
+        return pooled.cpu().numpy()
+
+    @torch.inference_mode()
+    def sequence_logits(self, items: list[Tokenized]) -> np.ndarray:
+        """Classifier logits per sequence: [B, labels] (cross-encoders: [B, 1])."""
+        hidden, batch = self._hidden(items)
+        if self.spec.task == "causal_rerank":
+            return self.head(hidden[batch.cu_seqlens[1:].long() - 1]).float().cpu().numpy()
+        pooled = pool(hidden, batch, self.head.pooling).to(self.dtype)
+        return self.head(pooled).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def token_logits(self, items: list[Tokenized]) -> list[np.ndarray]:
+        """Classifier logits per token, one [n_i, labels] array per item."""
+        hidden, batch = self._hidden(items)
+        logits = self.head(hidden).float().cpu().numpy()
+        bounds = batch.cu_seqlens.tolist()
+        return [logits[bounds[i]:bounds[i + 1]] for i in range(batch.num_sequences)]
+
+    @torch.inference_mode()
+    def sparse(self, items: list[Tokenized]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """SPLADE vectors as (indices ascending, values), one pair per item."""
+        hidden, batch = self._hidden(items)
+        weights = sparse_max_pool(self.head, hidden, batch)
+        result = []
+        for row in weights:
+            indices = torch.nonzero(row, as_tuple=True)[0]
+            result.append((indices.cpu().numpy().astype(np.int64), row[indices].cpu().numpy()))
+        return result
+
+    @torch.inference_mode()
+    def token_vectors(self, items: list[Tokenized], kept: list[np.ndarray]) -> list[np.ndarray]:
+        """ColBERT: projected, L2-normalised vectors of the kept tokens, one [k_i, d] per item."""
+        hidden, batch = self._hidden(items)
+        if self.dense is not None:
+            hidden = self.dense(hidden)
+        vectors = F.normalize(hidden.float(), dim=-1).cpu().numpy()
+        bounds = batch.cu_seqlens.tolist()
+        return [vectors[bounds[i]:bounds[i + 1]][kept[i]] for i in range(batch.num_sequences)]
+
+
+def _build_head(spec: ModelSpec, architecture, checkpoint) -> nn.Module | None:
+    head_kind = HEAD_FOR_TASK.get(spec.task)
+    if head_kind is None:
+        return None
+    head = architecture.head_weights(checkpoint, spec.config, head_kind)
+    if spec.task == "causal_rerank":
+        head = _yes_no_rows(spec, head)
+    return TaskHead(head)
+
+
+def _yes_no_rows(spec: ModelSpec, head: HeadWeights) -> HeadWeights:
+    """Causal rerankers answer "yes" or "no": keep just those two vocabulary rows."""
+    tokenizer = load_tokenizer(spec.path)
+    rows = [tokenizer.token_to_id(word) for word in ("no", "yes")]
+    if None in rows:
+        raise ValueError("the tokenizer has no 'yes' / 'no' tokens for reranking")
+    weights = {"out.weight": head.weights["out.weight"][rows]}
+    return HeadWeights(weights, head.activation, head.pooling, head.eps)

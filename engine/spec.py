@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import string
 import struct
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,50 @@ from .errors import ModelNotFound
 
 POOLING_MODES = ("mean", "cls", "max", "lasttoken")
 INPUT_TYPES = ("query", "document")
+# What a model is for, which decides its head and the outputs it can give.
+TASKS = ("embed", "score", "classify", "extract", "sparse", "colbert", "causal_rerank")
+CAPABILITIES = {
+    "embed": ("dense",),
+    "score": ("score",),
+    "classify": ("classify",),
+    "extract": ("extract",),
+    "sparse": ("sparse",),
+    "colbert": ("multivector", "score"),
+    "causal_rerank": ("score",),
+}
 
 # Bytes per element for the safetensors dtypes we may meet.
 _FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+# What a catalog entry may set besides `path` / `source`.
+_OVERRIDABLE = {"max_length", "pooling", "normalize", "prompts", "pin", "task", "instruction"}
+CATALOG_KEYS = _OVERRIDABLE | {"query_prompt", "document_prompt"}
+
+
+@dataclass(frozen=True)
+class DenseLayer:
+    """A sentence-transformers / PyLate Dense module: linear projection + activation."""
+
+    folder: Path
+    in_features: int
+    out_features: int
+    bias: bool
+    activation: str  # a key of engine.heads.ACTIVATIONS
+
+
+@dataclass(frozen=True)
+class ColbertSettings:
+    """PyLate's ColBERT settings (config_sentence_transformers.json)."""
+
+    query_prefix: str = "[Q] "
+    document_prefix: str = "[D] "
+    query_length: int = 32
+    document_length: int = 180
+    do_query_expansion: bool = True
+    attend_to_expansion_tokens: bool = False
+    skiplist_words: tuple[str, ...] = tuple(string.punctuation)
 
 
 @dataclass(frozen=True)
@@ -41,17 +82,27 @@ class ModelSpec:
     parameter_count: int = 0  # elements, from safetensors headers
     checkpoint_bytes: int = 0
     pin: bool = False
+    task: str = "embed"
+    labels: tuple[str, ...] = ()  # id2label, in id order (classify, extract)
+    multi_label: bool = False  # sigmoid per label instead of softmax
+    dense_layers: tuple[DenseLayer, ...] = ()
+    colbert: ColbertSettings | None = None
+    instruction: str = ""  # causal rerankers: the task instruction in the prompt
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        return CAPABILITIES[self.task]
 
     def weight_bytes(self, element_size: int) -> int:
         """Bytes the weights take once loaded in a dtype of `element_size` bytes."""
         return self.parameter_count * element_size
 
     def with_overrides(self, overrides: dict[str, Any]) -> "ModelSpec":
-        known = {f.name for f in fields(self)}
-        unknown = set(overrides) - known - {"query_prompt", "document_prompt"}
+        unknown = set(overrides) - CATALOG_KEYS
         if unknown:
-            raise ValueError(f"model {self.name!r}: unknown catalog keys {sorted(unknown)}")
-        changes = {k: v for k, v in overrides.items() if k in known and k not in ("path", "name")}
+            raise ValueError(f"model {self.name!r}: unknown catalog keys {sorted(unknown)}; "
+                             f"known: {sorted(CATALOG_KEYS)}")
+        changes = {k: v for k, v in overrides.items() if k in _OVERRIDABLE}
         prompts = dict(changes.pop("prompts", self.prompts))
         for input_type in INPUT_TYPES:
             if f"{input_type}_prompt" in overrides:
@@ -65,6 +116,8 @@ class ModelSpec:
             raise ValueError(f"model {self.name!r}: pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
         if self.max_length < 2:
             raise ValueError(f"model {self.name!r}: max_length must be at least 2")
+        if self.task not in TASKS:
+            raise ValueError(f"model {self.name!r}: task must be one of {TASKS}, got {self.task!r}")
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -144,6 +197,67 @@ def _prompts(folder: Path) -> dict[str, str]:
     return result
 
 
+_TORCH_ACTIVATIONS = {"Identity": "identity", "Tanh": "tanh", "ReLU": "relu", "GELU": "gelu", "SiLU": "silu"}
+
+
+def _dense_layers(modules: dict[str, Path], folder: Path) -> tuple[DenseLayer, ...]:
+    layers = []
+    modules_file = folder / "modules.json"
+    entries = read_json(modules_file) if modules_file.exists() else []
+    for entry in entries:
+        if entry["type"].rsplit(".", 1)[-1] != "Dense":
+            continue
+        module_folder = folder / entry.get("path", "")
+        config = read_json(module_folder / "config.json")
+        activation = config.get("activation_function", "torch.nn.modules.linear.Identity").rsplit(".", 1)[-1]
+        if activation not in _TORCH_ACTIVATIONS:
+            raise ValueError(f"{module_folder}: unsupported Dense activation {activation!r}")
+        layers.append(DenseLayer(module_folder, config["in_features"], config["out_features"],
+                                 config.get("bias", True), _TORCH_ACTIVATIONS[activation]))
+    return tuple(layers)
+
+
+def _colbert_settings(folder: Path) -> ColbertSettings | None:
+    path = folder / "config_sentence_transformers.json"
+    config = read_json(path) if path.exists() else {}
+    if "query_prefix" not in config and "document_length" not in config:
+        return None
+    defaults = ColbertSettings()
+    skiplist = config.get("skiplist_words")
+    return ColbertSettings(
+        query_prefix=config.get("query_prefix", defaults.query_prefix),
+        document_prefix=config.get("document_prefix", defaults.document_prefix),
+        query_length=config.get("query_length") or defaults.query_length,
+        document_length=config.get("document_length") or defaults.document_length,
+        do_query_expansion=config.get("do_query_expansion", defaults.do_query_expansion),
+        attend_to_expansion_tokens=config.get("attend_to_expansion_tokens", defaults.attend_to_expansion_tokens),
+        skiplist_words=tuple(skiplist) if skiplist is not None else defaults.skiplist_words,
+    )
+
+
+def _labels(config: dict[str, Any]) -> tuple[str, ...]:
+    id2label = config.get("id2label") or {}
+    if not id2label:
+        return tuple(f"LABEL_{i}" for i in range(config.get("num_labels", 0)))
+    return tuple(id2label[key] for key in sorted(id2label, key=int))
+
+
+def _task(architectures: tuple[str, ...], modules: dict[str, Path], colbert: ColbertSettings | None,
+          labels: tuple[str, ...]) -> str:
+    architecture = architectures[0] if architectures else ""
+    if colbert is not None:
+        return "colbert"
+    if "SpladePooling" in modules or architecture.endswith("ForMaskedLM"):
+        return "sparse"
+    if architecture.endswith("ForSequenceClassification"):
+        return "score" if len(labels) == 1 else "classify"
+    if architecture.endswith("ForTokenClassification"):
+        return "extract"
+    if architecture.endswith("ForCausalLM") and "Pooling" not in modules:
+        return "causal_rerank"
+    return "embed"
+
+
 def spec_from_folder(name: str, folder: str | os.PathLike, source: str | None = None) -> ModelSpec:
     folder = Path(folder)
     if not (folder / "config.json").exists():
@@ -155,21 +269,32 @@ def spec_from_folder(name: str, folder: str | os.PathLike, source: str | None = 
     pooling = "cls"  # plain HF encoders without a sentence-transformers config: CLS, like TEI
     if "Pooling" in modules and (modules["Pooling"] / "config.json").exists():
         pooling = _pooling_mode(read_json(modules["Pooling"] / "config.json"))
+    architectures = tuple(config.get("architectures") or ())
+    dense_layers = _dense_layers(modules, folder)
+    colbert = _colbert_settings(folder)
+    labels = _labels(config)
+    task = _task(architectures, modules, colbert, labels)
+    dimension = dense_layers[-1].out_features if dense_layers else config.get("hidden_size", 0)
     spec = ModelSpec(
         name=name,
         path=folder,
         source=source,
         model_type=config.get("model_type", ""),
-        architectures=tuple(config.get("architectures") or ()),
+        architectures=architectures,
         config=config,
         max_length=_max_length(folder, config),
         pooling=pooling,
         normalize="Normalize" in modules,
-        dimension=config.get("hidden_size", 0),
+        dimension=dimension,
         prompts=_prompts(folder),
         weight_files=tuple(weight_files),
         parameter_count=elements,
         checkpoint_bytes=nbytes,
+        task=task,
+        labels=labels,
+        multi_label=config.get("problem_type") == "multi_label_classification",
+        dense_layers=dense_layers,
+        colbert=colbert,
     )
     spec.validate()
     return spec

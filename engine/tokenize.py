@@ -15,12 +15,14 @@ from .errors import InputTooLong
 class Tokenized:
     ids: list[int]
     type_ids: list[int]
+    offsets: list[tuple[int, int] | None] | None = None  # character span per token, None for special tokens
+    attend: int | None = None  # tokens from this position on are never attended to (ColBERT expansion)
 
 
 class TextTokenizer:
     def __init__(self, folder: Path, max_length: int):
         self.max_length = max_length
-        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self._tokenizer = load_tokenizer(folder)
         # The MiniLM package ships tokenizer.json with fixed padding to 128 on: never pad.
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length)
@@ -32,13 +34,35 @@ class TextTokenizer:
     def token_id(self, token: str) -> int | None:
         return self._tokenizer.token_to_id(token)
 
-    def encode(self, texts: list[str], truncate: bool = True) -> list[Tokenized]:
+    def id_to_token(self, token_id: int) -> str | None:
+        return self._tokenizer.id_to_token(token_id)
+
+    def encode_plain(self, text: str) -> list[int]:
+        """Token ids without special tokens or truncation (prompt templates)."""
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def encode(self, texts: list, truncate: bool = True, offsets: bool = False) -> list[Tokenized]:
+        """`texts` are strings, or (first, second) pairs for cross-encoders."""
         encodings = self._tokenizer.encode_batch(texts)
         if not truncate:
-            for position, encoding in enumerate(encodings):
-                if encoding.overflowing:
-                    raise InputTooLong(
-                        f"input {position} is longer than the model's maximum of {self.max_length} tokens "
-                        "and truncate is false"
-                    )
-        return [Tokenized(e.ids, e.type_ids) for e in encodings]
+            refuse_overflow(encodings, self.max_length)
+        return [Tokenized(e.ids, e.type_ids, _spans(e) if offsets else None) for e in encodings]
+
+
+def _spans(encoding) -> list[tuple[int, int] | None]:
+    return [None if special else span for span, special in zip(encoding.offsets, encoding.special_tokens_mask)]
+
+
+def load_tokenizer(folder: Path) -> Tokenizer:
+    path = folder / "tokenizer.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no tokenizer.json in {folder} (only fast tokenizers are supported)")
+    return Tokenizer.from_file(str(path))
+
+
+def refuse_overflow(encodings, max_length: int) -> None:
+    for position, encoding in enumerate(encodings):
+        if encoding.overflowing:
+            raise InputTooLong(
+                f"input {position} is longer than the model's maximum of {max_length} tokens and truncate is false"
+            )

@@ -25,11 +25,12 @@ def save_model(model: torch.nn.Module, folder: Path, rename=None) -> Path:
     """config.json + model.safetensors (+ tokenizer). `rename` maps checkpoint names, to
     mimic old or prefixed checkpoints."""
     folder.mkdir(parents=True, exist_ok=True)
-    model.config.save_pretrained(folder)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    if rename:
-        state = {rename(k): v for k, v in state.items()}
-    save_file(state, str(folder / "model.safetensors"))
+    if rename is None:
+        model.save_pretrained(folder)  # drops tied weights (MLM decoders), as published checkpoints do
+    else:
+        model.config.save_pretrained(folder)
+        state = {rename(k): v.contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(folder / "model.safetensors"))
     copy_tokenizer(folder)
     return folder
 
