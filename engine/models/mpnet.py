@@ -3,9 +3,10 @@
 BERT's post-LayerNorm layers (fused QKV built at load time), no token types, position ids
 from padding_idx + 1 = 2 like RoBERTa, and one thing BERT lacks: a relative position bias
 added to every layer's attention scores. The bias is T5-style: the offset key - query
-within a sequence is put in one of 32 log-spaced buckets (16 per direction, exact up to 8
-tokens, saturating at 128), and `encoder.relative_attention_bias` holds one learned value
-per bucket and head, shared by all layers.
+within a sequence is put in one of 32 buckets (16 per direction: exact up to 8 tokens
+apart, then log-spaced; offsets of 91 or more share the last bucket), and
+`encoder.relative_attention_bias` holds one learned value per bucket and head, shared by
+all layers.
 
 Attention with an arbitrary additive bias: the engine's backends take no bias, and
 flash-attn cannot add one, so this file runs its own attention on every device. Each run of
@@ -13,8 +14,9 @@ equal-length sequences (`batch.equal_length_runs`) is viewed as a dense [n, head
 block of the packed tensor, without copying, and goes through one
 `scaled_dot_product_attention` call with `attn_mask` = the [heads, L, L] bias for length L.
 The bias depends only on key - query, so it is computed once per forward for the longest
-sequence and every length uses its top-left [L, L] corner (a view), in all layers. On CUDA, SDPA picks its
-memory-efficient kernel, which supports the bias; the `attention` argument is unused."""
+sequence, and every length uses its top-left [L, L] corner (a view), in every layer. On
+CUDA, SDPA takes its memory-efficient kernel, which supports the bias. The `attention`
+backend passed to `forward` is therefore unused."""
 
 from __future__ import annotations
 
