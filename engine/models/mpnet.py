@@ -58,13 +58,21 @@ def relative_position_bucket(relative_position: torch.Tensor) -> torch.Tensor:
 def biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: PackedBatch,
                      bias: torch.Tensor) -> torch.Tensor:
     """[T, H, D] attention per run of equal-length sequences, adding bias[:, :L, :L] (bias
-    is [H, max_seqlen, max_seqlen]) to the scaled scores."""
+    is [H, max_seqlen, max_seqlen]) to the scaled scores. Keys past a sequence's
+    `batch.attend_lengths` entry (ColBERT query expansion) are masked out."""
     out = torch.empty_like(q)
+    sequence = 0
     for start, count, length in batch.equal_length_runs:
         end = start + count * length
         qs, ks, vs = (t[start:end].unflatten(0, (count, length)).transpose(1, 2) for t in (q, k, v))
-        o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=bias[:, :length, :length])
+        mask = bias[:, :length, :length]
+        if batch.attend_lengths is not None:
+            attend = torch.tensor(batch.attend_lengths[sequence:sequence + count], device=q.device)
+            keys = (torch.arange(length, device=q.device)[None, :] < attend[:, None])[:, None, None, :]
+            mask = mask.masked_fill(~keys, float("-inf"))  # [n, H, L, L]
+        o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask)
         out[start:end] = o.transpose(1, 2).flatten(0, 1)
+        sequence += count
     return out
 
 

@@ -45,3 +45,26 @@ def test_heads_match_transformers(tmp_path, task, tie):
     folder = tiny_mpnet(tmp_path / task, layers=2, hidden=48, heads=4, intermediate=96, max_positions=66,
                         task=task, tie=tie, seed=1)
     assert_head_parity(folder, "MPNet", task, 64)
+
+
+def test_attend_lengths_mask_keys_like_an_attention_mask(tmp_path):
+    """ColBERT query expansion: trailing tokens are computed but never attended to."""
+    from transformers import MPNetModel
+
+    from engine.batch import PackedBatch
+
+    folder = tiny_mpnet(tmp_path / "mpnet", max_positions=66, seed=2)
+    served = load(folder)
+    reference = MPNetModel.from_pretrained(str(folder)).eval()
+    ids = [[101, 2023, 2003, 103, 103, 103, 102], [101, 7592, 103, 103, 102, 103, 103], [101, 2088, 102], [101, 2023]]
+    attend = [4, 5, None, 1]
+    batch = PackedBatch.pack(ids, position_offset=2, attend_lengths=attend)
+    with torch.inference_mode():
+        ours = served.network(batch, served.attention)
+    with torch.no_grad():
+        for i, sequence in enumerate(ids):
+            keep = attend[i] or len(sequence)
+            mask = torch.tensor([[1] * keep + [0] * (len(sequence) - keep)])
+            expected = reference(input_ids=torch.tensor([sequence]), attention_mask=mask).last_hidden_state[0]
+            torch.testing.assert_close(ours[int(batch.cu_seqlens[i]):int(batch.cu_seqlens[i + 1])], expected,
+                                       atol=1e-4, rtol=1e-4)
