@@ -23,6 +23,9 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed scripts/install-deploy-tools.sh
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# PyLate is the ColBERT reference; its pins would replace torch, transformers and
+	# sentence-transformers, so it goes in without them (the tests shim the two API drifts).
+	$(BIN)/pip install --quiet --no-deps pylate==1.6.0
 	scripts/install-deploy-tools.sh $(VENV)
 	touch $@
 
