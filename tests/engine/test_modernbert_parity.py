@@ -46,7 +46,7 @@ def _load(folder):
 def _inputs(folder, max_length: int) -> list[list[int]]:
     """Varied texts (1 to 512 tokens, the longest truncated), raw one-token inputs, and a
     max-length run of random ids."""
-    texts = varied_texts(40, seed=3) + ["one", " ".join(["window"] * 700)]
+    texts = varied_texts(32, seed=3) + ["one", " ".join(["window"] * 700)]
     ids = [t.ids for t in TextTokenizer(folder, max_length).encode(texts)]
     generator = torch.Generator().manual_seed(1)
     ids += [[7], [2054], torch.randint(1000, 30000, (max_length,), generator=generator).tolist()]
