@@ -123,10 +123,8 @@ class Engine:
         self.specs = {spec.name: spec for spec in specs}
         self._aliases = {spec.source: spec.name for spec in specs if spec.source and spec.source not in self.specs}
         self._tokenizers: dict[tuple[str, str], Any] = {}
-        self._device_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-device")
-        self._load_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-load")
-        self._tokenize_threads = ThreadPoolExecutor(config.tokenizer_threads, thread_name_prefix="shoal-tokenize")
-        self.pool = ModelPool(list(specs), self._load_model, self._load_thread, self.observer)
+        self._device_thread = self._load_thread = self._tokenize_threads = None  # made by start()
+        self.pool = ModelPool(list(specs), self._load_model, None, self.observer)
         self._work = asyncio.Event()
         self._worker: asyncio.Task | None = None
         self._accepting = False
@@ -136,6 +134,10 @@ class Engine:
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
+        self._device_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-device")
+        self._load_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-load")
+        self._tokenize_threads = ThreadPoolExecutor(self.config.tokenizer_threads, thread_name_prefix="shoal-tokenize")
+        self.pool.executor = self._load_thread
         self._work = asyncio.Event()
         self._accepting = True
         self._worker = asyncio.create_task(self._run(), name="shoal-device-worker")

@@ -32,11 +32,11 @@ class PoolEntry:
 
 
 class ModelPool:
-    def __init__(self, specs: list[ModelSpec], load: Callable[[ModelSpec], ServedModel], executor: Executor,
+    def __init__(self, specs: list[ModelSpec], load: Callable[[ModelSpec], ServedModel], executor: Executor | None,
                  observer: Any):
         self.entries = {spec.name: PoolEntry(spec) for spec in specs}
         self._load = load
-        self._executor = executor
+        self.executor = executor  # set by Engine.start()
         self._observer = observer  # EngineObserver: model_loaded / model_load_failed
 
     async def get(self, name: str) -> ServedModel:
@@ -54,7 +54,7 @@ class ModelPool:
         entry.state = "loading"
         started = time.perf_counter()
         try:
-            served = await asyncio.get_running_loop().run_in_executor(self._executor, self._load, entry.spec)
+            served = await asyncio.get_running_loop().run_in_executor(self.executor, self._load, entry.spec)
         except Exception as error:
             entry.state, entry.failed_at = "failed", time.monotonic()
             entry.error = error.message if isinstance(error, ModelLoadError) else f"{type(error).__name__}: {error}"

@@ -14,7 +14,7 @@ from ..attention import AttentionFn
 from ..batch import PackedBatch
 from ..heads import ACTIVATIONS, HeadWeights
 from ..rotary import Rotary, apply_rotary
-from ..weights import strip_prefix
+from ..weights import pick_renamed, strip_prefix
 
 
 class RMSNorm(nn.Module):
@@ -122,11 +122,14 @@ class Qwen3Encoder(nn.Module):
 
     @staticmethod
     def head_weights(checkpoint: dict[str, torch.Tensor], config: dict, task: str) -> HeadWeights:
-        """"causal_lm": the LM head (`lm_head`, or the token embeddings when tied) read at
-        each sequence's last token; the reranker keeps just its "yes" and "no" rows."""
-        if task != "causal_lm":
-            raise KeyError(f"Qwen3 has no {task} head")
+        """Heads read at each sequence's last token. "causal_lm": the LM head (`lm_head`, or
+        the token embeddings when tied), of which the reranker keeps its "yes" and "no" rows;
+        "sequence_classification": Qwen3ForSequenceClassification's `score`."""
         w = strip_prefix(checkpoint, ("model.",))
-        if config.get("tie_word_embeddings") or "lm_head.weight" not in w:
-            return HeadWeights({"out.weight": w["embed_tokens.weight"]}, "identity", "lasttoken")
-        return HeadWeights({"out.weight": w["lm_head.weight"]}, "identity", "lasttoken")
+        if task == "causal_lm":
+            tied = config.get("tie_word_embeddings") or "lm_head.weight" not in w
+            return HeadWeights({"out.weight": w["embed_tokens.weight" if tied else "lm_head.weight"]},
+                               "identity", "lasttoken")
+        if task == "sequence_classification":
+            return HeadWeights(pick_renamed(w, {"score": "out"}), "identity", "lasttoken")
+        raise KeyError(f"Qwen3 has no {task} head")

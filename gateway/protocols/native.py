@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, get, post
 
 from engine import Engine
 
-from ..errors import error_handler, native_shape
+from ..errors import ApiError, error_handler, native_shape
 from ..wire import respond
 from .common import deadline_from, note_model
 
@@ -26,6 +26,14 @@ class EncodeRequest(msgspec.Struct):
     dimensions: int | None = None
     normalize: bool | None = None
     truncate: bool = True
+    top_k: int | None = None  # sparse: keep the k largest weights
+    return_labels: bool = False  # sparse: the vocabulary token of each index
+
+
+class SparseVector(msgspec.Struct, omit_defaults=True):
+    indices: list[int]
+    values: list[float]
+    labels: list[str] | None = None
 
 
 class EncodeResponse(msgspec.Struct):
@@ -33,6 +41,86 @@ class EncodeResponse(msgspec.Struct):
     output: str
     embeddings: list
     usage: Usage
+
+
+class ScoreRequest(msgspec.Struct):
+    model: str
+    query: str
+    documents: list[str]
+    top_n: int | None = None
+    raw_scores: bool = False
+    truncate: bool = True
+
+
+class ScoredDocument(msgspec.Struct):
+    index: int
+    score: float
+
+
+class ScoreResponse(msgspec.Struct):
+    model: str
+    results: list[ScoredDocument]
+    usage: Usage
+
+
+class InputsRequest(msgspec.Struct):
+    model: str
+    inputs: list[str]
+    truncate: bool = True
+
+
+class LabelScore(msgspec.Struct):
+    label: str
+    score: float
+
+
+class Classification(msgspec.Struct):
+    labels: list[LabelScore]
+
+
+class ClassifyResponse(msgspec.Struct):
+    model: str
+    results: list[Classification]
+    usage: Usage
+
+
+class EntitySpan(msgspec.Struct):
+    label: str
+    text: str
+    start: int
+    end: int
+    score: float
+
+
+class Extraction(msgspec.Struct):
+    entities: list[EntitySpan]
+
+
+class ExtractResponse(msgspec.Struct):
+    model: str
+    results: list[Extraction]
+    usage: Usage
+
+
+def embeddings_body(result) -> list:
+    """An engine Encoded result in the native wire shape for its output kind."""
+    if result.output == "sparse":
+        labels = result.labels or [None] * len(result.embeddings)
+        return [SparseVector(indices.tolist(), values.tolist(), names)
+                for (indices, values), names in zip(result.embeddings, labels)]
+    if result.output == "multivector":
+        return [vectors.tolist() for vectors in result.embeddings]
+    return result.embeddings.tolist()
+
+
+def ranked(scores: list[float], top_n: int | None) -> list[ScoredDocument]:
+    """Documents sorted by score, best first; `top_n` keeps the best n."""
+    order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
+    if top_n is not None:
+        if top_n < 1:
+            raise ApiError(422, "invalid_request", "top_n must be at least 1")
+        order = order[:top_n]
+    return [ScoredDocument(i, scores[i]) for i in order]
 
 
 class ModelEntry(msgspec.Struct):
@@ -88,9 +176,36 @@ class NativeController(Controller):
         spec = note_model(request, engine, data.model)
         result = await engine.encode(spec.name, data.inputs, input_type=data.input_type, output=data.output,
                                      dimensions=data.dimensions, normalize=data.normalize, truncate=data.truncate,
-                                     deadline=deadline_from(request))
-        body = EncodeResponse(spec.name, data.output, result.embeddings.tolist(), Usage(result.input_tokens))
+                                     deadline=deadline_from(request), top_k=data.top_k,
+                                     return_labels=data.return_labels)
+        body = EncodeResponse(spec.name, data.output, embeddings_body(result), Usage(result.input_tokens))
         return respond(request, body)
+
+    @post("/score", status_code=200, summary="Rank documents against a query (cross-encoders, ColBERT MaxSim)")
+    async def score(self, request: Request, data: ScoreRequest, engine: Engine) -> Response[ScoreResponse]:
+        spec = note_model(request, engine, data.model)
+        result = await engine.score(spec.name, data.query, data.documents, raw_scores=data.raw_scores,
+                                    truncate=data.truncate, deadline=deadline_from(request))
+        body = ScoreResponse(spec.name, ranked(result.scores, data.top_n), Usage(result.input_tokens))
+        return respond(request, body)
+
+    @post("/classify", status_code=200, summary="Label each input (sequence classifiers)")
+    async def classify(self, request: Request, data: InputsRequest, engine: Engine) -> Response[ClassifyResponse]:
+        spec = note_model(request, engine, data.model)
+        result = await engine.classify(spec.name, data.inputs, truncate=data.truncate, deadline=deadline_from(request))
+        results = []
+        for row in result.probabilities:
+            order = sorted(range(len(row)), key=lambda i: row[i], reverse=True)
+            results.append(Classification([LabelScore(result.labels[i], float(row[i])) for i in order]))
+        return respond(request, ClassifyResponse(spec.name, results, Usage(result.input_tokens)))
+
+    @post("/extract", status_code=200, summary="Entity spans in each input (token classifiers)")
+    async def extract(self, request: Request, data: InputsRequest, engine: Engine) -> Response[ExtractResponse]:
+        spec = note_model(request, engine, data.model)
+        result = await engine.extract(spec.name, data.inputs, truncate=data.truncate, deadline=deadline_from(request))
+        results = [Extraction([EntitySpan(e.label, e.text, e.start, e.end, e.score) for e in found])
+                   for found in result.entities]
+        return respond(request, ExtractResponse(spec.name, results, Usage(result.input_tokens)))
 
     @get("/models", summary="Models this server can serve, with their state")
     async def models(self, request: Request, engine: Engine, started_at: int) -> Response[ModelList]:

@@ -2,50 +2,22 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
 from tests.engine.heads_helpers import with_engine
 from tests.texts import varied_texts
-from tests.tiny import tiny_bert
+from tests import zoo
 
 pylate = pytest.importorskip("pylate")
 
 
-def _transformer_only(folder):
-    """sentence-transformers 6 gives a bare HF folder a Pooling module, which PyLate 1.6
-    then mistakes for a projection; declaring the folder a lone Transformer avoids that."""
-    (folder / "modules.json").write_text(json.dumps(
-        [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]))
-    # PyLate 1.6 names its folders' model type "ColBERT" but, under sentence-transformers 6,
-    # inherits the class attribute "SentenceTransformer", so it would "convert" its own
-    # folders. Align the two so PyLate loads folders the way it saved them.
-    from pylate import models
-
-    models.ColBERT.model_type = "ColBERT"
-    # ... and sorts inputs by a helper sentence-transformers 6 removed (only the order of
-    # encoding changes with it, never a result)
-    models.ColBERT._text_length = staticmethod(lambda text: len(text))
-
-
 @pytest.fixture(scope="module", params=[False, True], ids=["masked-expansion", "attend-expansion"])
 def colbert(request, tmp_path_factory):
-    from pylate import models
-
-    root = tmp_path_factory.mktemp("colbert")
-    _transformer_only(tiny_bert(root / "bert", seed=12))
-    model = models.ColBERT(model_name_or_path=str(root / "bert"), embedding_size=16, device="cpu",
-                           query_length=24, document_length=40, attend_to_expansion_tokens=request.param)
-    with torch.no_grad():  # a projection that is not the identity-ish init
-        model[1].linear.weight.add_(torch.randn_like(model[1].linear.weight) * 0.3)
-    model._model_config = {"model_type": "ColBERT"}  # PyLate 1.6 saves from this sentence-transformers 5 field
-    model.save(str(root / "colbert"))
     # The reference is the model PyLate saved: reloading the folder needs loader hooks that
     # PyLate 1.6 and sentence-transformers 6 disagree on.
-    return root / "colbert", model
+    return zoo.colbert(tmp_path_factory.mktemp("colbert") / "m", attend_to_expansion_tokens=request.param)
 
 
 # Under sentence-transformers 6, PyLate 1.6 pads queries to the longest in the batch rather

@@ -11,35 +11,15 @@ import torch
 from engine import UnsupportedOutput
 from tests.engine.heads_helpers import with_engine
 from tests.texts import varied_texts
-from tests.tiny import save_model
+from tests import zoo
 
 QUERY = "which river runs through the mountain town"
 DOCUMENTS = varied_texts(40, seed=9)[6:] + ["x", "river " * 300]
 
 
-def _perturbed(model):
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "LayerNorm" in name or name.endswith("bias"):
-                parameter.add_(torch.randn_like(parameter) * 0.1)
-    return model.eval()
-
-
-def _config(**extra):
-    from transformers import BertConfig
-
-    return BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                      intermediate_size=64, max_position_embeddings=128, **extra)
-
-
 @pytest.fixture(scope="module")
 def cross_encoder(tmp_path_factory):
-    from transformers import BertForSequenceClassification
-
-    torch.manual_seed(0)
-    model = _perturbed(BertForSequenceClassification(_config(num_labels=1, architectures=["BertForSequenceClassification"])))
-    return save_model(model, tmp_path_factory.mktemp("cross") / "m")
+    return zoo.cross_encoder(tmp_path_factory.mktemp("cross") / "m")[0]
 
 
 async def test_cross_encoder_scores_match_sentence_transformers(cross_encoder):
@@ -65,14 +45,7 @@ async def test_embedding_outputs_are_refused_by_a_cross_encoder(cross_encoder):
 
 
 async def test_classifier_probabilities_match_transformers(tmp_path):
-    from transformers import BertForSequenceClassification
-
-    labels = {0: "billing", 1: "technical", 2: "sales"}
-    torch.manual_seed(2)
-    config = _config(num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()},
-                     architectures=["BertForSequenceClassification"])
-    model = _perturbed(BertForSequenceClassification(config))
-    folder = save_model(model, tmp_path / "m")
+    folder, model = zoo.classifier(tmp_path / "m")
     texts = varied_texts(30, seed=4)
     from transformers import AutoTokenizer
 
@@ -87,16 +60,9 @@ async def test_classifier_probabilities_match_transformers(tmp_path):
 
 
 async def test_entities_match_the_token_classification_pipeline(tmp_path):
-    from transformers import AutoTokenizer, BertForTokenClassification, pipeline
+    from transformers import AutoTokenizer, pipeline
 
-    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
-    torch.manual_seed(3)
-    config = _config(num_labels=5, id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)},
-                     architectures=["BertForTokenClassification"])
-    model = _perturbed(BertForTokenClassification(config))
-    with torch.no_grad():  # make "O" rarer so random weights produce entities to merge
-        model.classifier.bias[0] -= 1.0
-    folder = save_model(model, tmp_path / "m")
+    folder, model = zoo.entity_tagger(tmp_path / "m")
     texts = ["Angela Merkel visited Paris and Ünïcödé Straße in 2019.", "no entities here, maybe",
              "Dr. Jean-Luc Picard from La Barre, France", "日本語 Tokyo Osaka"]
     ner = pipeline("token-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(str(folder)),
@@ -115,11 +81,7 @@ async def test_entities_match_the_token_classification_pipeline(tmp_path):
 async def test_splade_matches_sentence_transformers_sparse_encoder(tmp_path):
     from sentence_transformers import SparseEncoder
     from sentence_transformers.sparse_encoder.models import MLMTransformer, SpladePooling
-    from transformers import BertForMaskedLM
-
-    torch.manual_seed(4)
-    model = _perturbed(BertForMaskedLM(_config(architectures=["BertForMaskedLM"])))
-    folder = save_model(model, tmp_path / "m")
+    folder, _ = zoo.splade(tmp_path / "m")
     reference = SparseEncoder(modules=[MLMTransformer(str(folder)), SpladePooling("max")], device="cpu")
     reference.save(str(tmp_path / "st"))  # the sentence-transformers folder layout must load too
     texts = varied_texts(30, seed=8)
