@@ -70,7 +70,8 @@ def tiny_qwen3(folder: Path, task: str = "base", layers: int = 2, hidden: int = 
     from transformers import Qwen3Config
 
     torch.manual_seed(seed)
-    name = {"base": "Qwen3Model", "causal_lm": "Qwen3ForCausalLM"}[task]
+    name = {"base": "Qwen3Model", "causal_lm": "Qwen3ForCausalLM",
+            "sequence_classification": "Qwen3ForSequenceClassification"}[task]
     config = Qwen3Config(
         vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
         num_key_value_heads=kv_heads, head_dim=head_dim, intermediate_size=intermediate, rope_theta=theta,

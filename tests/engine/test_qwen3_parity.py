@@ -63,15 +63,19 @@ def _run(served, ids: list[list[int]]) -> tuple[np.ndarray, PackedBatch]:
 
 
 def _reference(folder, ids: list[list[int]], task: str = "base") -> list[np.ndarray]:
-    from transformers import Qwen3ForCausalLM, Qwen3Model
+    import transformers
 
-    model_class = Qwen3Model if task == "base" else Qwen3ForCausalLM
+    model_class = getattr(transformers, {"base": "Qwen3Model", "causal_lm": "Qwen3ForCausalLM",
+                                         "sequence_classification": "Qwen3ForSequenceClassification"}[task])
     model = model_class.from_pretrained(str(folder), attn_implementation="eager").eval()
     outputs = []
     with torch.no_grad():
         for sequence in ids:  # one at a time: no padding in the reference either
             output = model(input_ids=torch.tensor([sequence]), use_cache=False)
-            outputs.append((output.last_hidden_state[0] if task == "base" else output.logits[0, -1]).numpy())
+            if task == "base":
+                outputs.append(output.last_hidden_state[0].numpy())
+            else:  # the LM's logits at the last token; the classifier's already pooled there
+                outputs.append(output.logits[0, -1].numpy() if task == "causal_lm" else output.logits[0].numpy())
     return outputs
 
 
@@ -135,3 +139,17 @@ def test_causal_lm_head_matches_transformers(tmp_path, tied):
     with torch.inference_mode():
         logits = head(pool(torch.from_numpy(hidden), batch, head.pooling)).numpy()
     np.testing.assert_allclose(logits, np.stack(_reference(folder, ids, "causal_lm")), atol=1e-4, rtol=1e-4)
+
+
+def test_sequence_classification_head_matches_transformers(tmp_path):
+    """Qwen3ForSequenceClassification (rerankers converted to a `score` head): last token."""
+    folder = tiny_qwen3(tmp_path / "qwen3", task="sequence_classification", seed=6, num_labels=1, **SHAPES[1])
+    spec, served = _load(folder)
+    head = TaskHead(Qwen3Encoder.head_weights(read_checkpoint(spec.weight_files), spec.config,
+                                              "sequence_classification")).eval()
+    ids = _inputs(folder, spec.max_length)[::3]
+    hidden, batch = _run(served, ids)
+    with torch.inference_mode():
+        logits = head(pool(torch.from_numpy(hidden), batch, head.pooling)).numpy()
+    expected = np.stack(_reference(folder, ids, "sequence_classification"))
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-4)
