@@ -14,9 +14,9 @@ MAX_POSITIONS = 66
 SHAPES = [
     dict(family="XLMRoberta", layers=1, hidden=32, heads=4, intermediate=64),
     dict(family="Roberta", layers=3, hidden=48, heads=6, intermediate=96, activation="gelu_new", eps=1e-12),
-    dict(family="Camembert", layers=2, hidden=64, heads=2, intermediate=128, activation="relu"),
     # positions start at pad_token_id + 1 whatever the pad id; two token types are used
-    dict(family="XLMRoberta", layers=2, hidden=32, heads=2, intermediate=64, pad_token_id=0, type_vocab_size=2),
+    dict(family="Camembert", layers=2, hidden=64, heads=2, intermediate=128, activation="relu", pad_token_id=0,
+         type_vocab_size=2),
 ]
 
 
