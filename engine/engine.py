@@ -23,7 +23,10 @@ from .errors import (DeadlineExceeded, EngineError, InputTooLong, InvalidInput, 
                      TooManyInputs, UnsupportedOutput)
 from .colbert import ColbertTokenizer, maxsim
 from .entities import Entity, entities, softmax
+from .fallback import BACKEND_NAME as FALLBACK_BACKEND
+from .fallback import FallbackModel
 from .heads import finish_dense
+from .models import find_architecture, native_family
 from .pool import ModelPool
 from .scheduler import Batch, Job, Scheduler
 from .served import ServedModel
@@ -98,6 +101,7 @@ class ModelStatus:
     state: str
     bytes: int
     capabilities: tuple[str, ...]
+    backend: str
     dimension: int
     max_length: int
     loads: int
@@ -268,7 +272,7 @@ class Engine:
             result.append(ModelStatus(
                 name=spec.name, source=spec.source, state=entry.state,
                 bytes=entry.served.resident_bytes if entry.served else spec.weight_bytes(element),
-                capabilities=spec.capabilities,
+                capabilities=spec.capabilities, backend=self.backend(spec),
                 dimension=spec.dimension, max_length=spec.max_length, loads=entry.loads,
                 last_used=entry.last_used, error=entry.error, pinned=spec.pin,
             ))
@@ -354,7 +358,15 @@ class Engine:
         return await job.future
 
     def _load_model(self, spec: ModelSpec) -> ServedModel:
+        if find_architecture(spec.model_type, spec.architectures) is None:
+            return FallbackModel.load(spec, self.device, self.dtype)
         return ServedModel.load(spec, self.device, self.dtype, (self.attention_name, self._attention))
+
+    def backend(self, spec: ModelSpec) -> str:
+        """The attention backend a model runs on: the engine's, or the transformers fallback."""
+        if native_family(spec.model_type, spec.architectures) is None:
+            return FALLBACK_BACKEND
+        return self.attention_name
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -209,7 +209,8 @@ def _dense_layers(modules: dict[str, Path], folder: Path) -> tuple[DenseLayer, .
             continue
         module_folder = folder / entry.get("path", "")
         config = read_json(module_folder / "config.json")
-        activation = config.get("activation_function", "torch.nn.modules.linear.Identity").rsplit(".", 1)[-1]
+        # sentence-transformers 6 omits the default activation (Tanh) from the saved config
+        activation = config.get("activation_function", "torch.nn.modules.activation.Tanh").rsplit(".", 1)[-1]
         if activation not in _TORCH_ACTIVATIONS:
             raise ValueError(f"{module_folder}: unsupported Dense activation {activation!r}")
         layers.append(DenseLayer(module_folder, config["in_features"], config["out_features"],

@@ -159,7 +159,7 @@ def model_list(engine: Engine, created: int) -> ModelList:
     dtype = str(engine.dtype).removeprefix("torch.")
     return ModelList("list", [
         ModelEntry(id=m.name, object="model", created=created, owned_by="shoal", state=m.state, bytes=m.bytes,
-                   capabilities=list(m.capabilities), attention_backend=engine.attention_name, dtype=dtype,
+                   capabilities=list(m.capabilities), attention_backend=m.backend, dtype=dtype,
                    device=str(engine.device), dimension=m.dimension, max_length=m.max_length, loads=m.loads,
                    pinned=m.pinned, source=m.source, last_used=m.last_used, error=m.error)
         for m in engine.models()
