@@ -177,7 +177,7 @@ def _max_length(folder: Path, config: dict[str, Any]) -> int:
         if isinstance(value, int) and value < 10**9:  # HF uses a huge sentinel for "unset"
             limit = value
     positions = config.get("max_position_embeddings")
-    if positions and config.get("model_type") in ("roberta", "xlm-roberta", "camembert"):
+    if positions and config.get("model_type") in ("roberta", "xlm-roberta", "camembert", "mpnet"):
         positions -= config.get("pad_token_id", 1) + 1  # position ids start after padding_idx
     candidates = [v for v in (limit, positions) if v]
     return min(candidates) if candidates else 512

@@ -101,7 +101,8 @@ class BertEncoder(nn.Module):
             head = pick_renamed(w, {"cls.predictions.transform.dense": "dense",
                                     "cls.predictions.transform.LayerNorm": "norm"})
             head["out.weight"] = w.get("cls.predictions.decoder.weight", w["embeddings.word_embeddings.weight"])
-            head["out.bias"] = w.get("cls.predictions.bias", w.get("cls.predictions.decoder.bias"))
+            # untied checkpoints keep the decoder's own bias, which is the one the forward uses
+            head["out.bias"] = w.get("cls.predictions.decoder.bias", w.get("cls.predictions.bias"))
             return HeadWeights(head, config.get("hidden_act", "gelu"), "cls", eps)
         raise KeyError(f"BERT has no {task} head")
 
