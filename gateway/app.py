@@ -19,8 +19,13 @@ from .errors import error_handler, native_shape
 from .metrics import Metrics
 from .middleware import BearerAuth, CollapseSlashes, InFlight, RequestMetrics
 from .ops import OpsController
+from .protocols.cohere import CohereController
+from .protocols.jina import JinaController
 from .protocols.native import NativeController
+from .protocols.ollama import OllamaController
 from .protocols.openai import OpenAIController
+from .protocols.tei import TEIController
+from .protocols.weaviate import WeaviateController
 from .wire import ShoalRequest
 
 log = logging.getLogger("shoal.gateway")
@@ -66,7 +71,8 @@ def create_app(engine: Engine, settings: GatewaySettings = GatewaySettings()) ->
         await engine.stop(drain_seconds=settings.drain_seconds)
 
     app = Litestar(
-        route_handlers=[NativeController, OpenAIController, OpsController],
+        route_handlers=[NativeController, OpenAIController, OpsController, JinaController, CohereController,
+                        OllamaController, TEIController, WeaviateController],
         dependencies={
             "engine": Provide(lambda: engine, use_cache=True, sync_to_thread=False),
             "metrics": Provide(lambda: metrics, use_cache=True, sync_to_thread=False),

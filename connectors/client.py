@@ -1,0 +1,291 @@
+"""A small Python client for Shoal's native API, sync (`ShoalClient`) and async
+(`AsyncShoalClient`). JSON or msgpack on the wire; retries on 429 and 503 honouring
+`Retry-After`, and on connections that could not be made. No torch: httpx, msgspec, numpy."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import httpx
+import msgspec
+import numpy as np
+
+MSGPACK = "application/msgpack"
+RETRY_STATUSES = (429, 503)
+
+
+class ShoalError(Exception):
+    """An error answer from the gateway: `status`, `kind` (the error type) and `message`."""
+
+    def __init__(self, status: int, kind: str, message: str):
+        super().__init__(f"{status} {kind}: {message}")
+        self.status, self.kind, self.message = status, kind, message
+
+
+@dataclass(frozen=True)
+class Encoding:
+    model: str
+    output: str
+    # dense: float32 array [n, d]; sparse: [(indices int64, values float32)]; multivector: [float32 [k_i, d]]
+    embeddings: Any
+    input_tokens: int
+    labels: list[list[str]] | None = None
+
+
+@dataclass(frozen=True)
+class Ranking:
+    model: str
+    results: list[tuple[int, float]]  # (document index, score), best first
+    input_tokens: int
+
+
+def _encode_body(model: str, inputs: Sequence[str], input_type: str, output: str, dimensions: int | None,
+                 normalize: bool | None, truncate: bool, top_k: int | None, return_labels: bool) -> dict:
+    if isinstance(inputs, str):
+        raise TypeError("inputs must be a list of strings, not one string")
+    body: dict[str, Any] = {"model": model, "inputs": list(inputs), "input_type": input_type, "output": output,
+                            "truncate": truncate}
+    for key, value in (("dimensions", dimensions), ("normalize", normalize), ("top_k", top_k)):
+        if value is not None:
+            body[key] = value
+    if return_labels:
+        body["return_labels"] = True
+    return body
+
+
+def _encoding(body: dict) -> Encoding:
+    output, rows = body["output"], body["embeddings"]
+    labels = None
+    if output == "dense":
+        embeddings: Any = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
+    elif output == "sparse":
+        embeddings = [(np.asarray(r["indices"], dtype=np.int64), np.asarray(r["values"], dtype=np.float32))
+                      for r in rows]
+        if rows and rows[0].get("labels") is not None:
+            labels = [r["labels"] for r in rows]
+    else:
+        embeddings = [np.asarray(r, dtype=np.float32).reshape(len(r), -1) for r in rows]
+    return Encoding(body["model"], output, embeddings, body["usage"]["input_tokens"], labels)
+
+
+def _ranking(body: dict) -> Ranking:
+    return Ranking(body["model"], [(r["index"], r["score"]) for r in body["results"]], body["usage"]["input_tokens"])
+
+
+def retry_after_seconds(response: httpx.Response, default: float) -> float:
+    """`Retry-After` as seconds (a number or an HTTP date); `default` when absent or unreadable."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError):
+        return default
+
+
+class _Base:
+    def __init__(self, base_url: str = "http://127.0.0.1:8080", model: str | None = None, api_key: str | None = None,
+                 timeout: float = 60.0, retries: int = 3, backoff: float = 0.5, max_wait: float = 30.0,
+                 msgpack: bool = True):
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key = api_key
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_wait = max_wait
+        self.msgpack = msgpack
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"accept": MSGPACK if self.msgpack else "application/json"}
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    def _content(self, body: Any) -> tuple[bytes, str]:
+        if self.msgpack:
+            return msgspec.msgpack.encode(body), MSGPACK
+        return msgspec.json.encode(body), "application/json"
+
+    def _model(self, model: str | None) -> str:
+        chosen = model or self.model
+        if not chosen:
+            raise ValueError("no model: pass model= here or when creating the client")
+        return chosen
+
+    @staticmethod
+    def _decode(response: httpx.Response) -> Any:
+        kind = response.headers.get("content-type", "").split(";")[0].strip()
+        if kind == MSGPACK:
+            return msgspec.msgpack.decode(response.content)
+        return msgspec.json.decode(response.content) if response.content else None
+
+    def _result(self, response: httpx.Response) -> Any:
+        if response.status_code < 400:
+            return self._decode(response)
+        try:
+            error = self._decode(response)["error"]
+            kind, message = error.get("type", "error"), error.get("message", "")
+        except Exception:  # not our error shape (a proxy in between)
+            kind, message = "http_error", response.text[:500]
+        raise ShoalError(response.status_code, kind, message)
+
+    def _wait(self, attempt: int, response: httpx.Response | None) -> float | None:
+        """Seconds to wait before the next try, or None to stop retrying."""
+        if attempt >= self.retries:
+            return None
+        default = self.backoff * 2 ** attempt
+        wait = retry_after_seconds(response, default) if response is not None else default
+        return min(wait, self.max_wait)
+
+
+class ShoalClient(_Base):
+    """Synchronous client. `with ShoalClient(url, model="all-MiniLM-L6-v2") as shoal: shoal.embed([...])`."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8080", *, transport: httpx.BaseTransport | None = None,
+                 **options: Any):
+        super().__init__(base_url, **options)
+        self._transport = transport
+        self._http: httpx.Client | None = None  # opened on first use: constructing is free
+
+    @property
+    def http(self) -> httpx.Client:
+        if self._http is None:
+            self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout, transport=self._transport)
+        return self._http
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    def __enter__(self) -> "ShoalClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        content, kind = self._content(body) if body is not None else (None, None)
+        headers = self._headers()
+        if kind:
+            headers["content-type"] = kind
+        attempt = 0
+        while True:
+            try:
+                response = self.http.request(method, path, content=content, headers=headers)
+            except (httpx.ConnectError, httpx.RemoteProtocolError):
+                wait = self._wait(attempt, None)
+                if wait is None:
+                    raise
+            else:
+                wait = self._wait(attempt, response) if response.status_code in RETRY_STATUSES else None
+                if wait is None:
+                    return self._result(response)
+            time.sleep(wait)
+            attempt += 1
+
+    def encode(self, inputs: Sequence[str], model: str | None = None, input_type: str = "document",
+               output: str = "dense", dimensions: int | None = None, normalize: bool | None = None,
+               truncate: bool = True, top_k: int | None = None, return_labels: bool = False) -> Encoding:
+        body = _encode_body(self._model(model), inputs, input_type, output, dimensions, normalize, truncate, top_k,
+                            return_labels)
+        return _encoding(self.request("POST", "/v1/encode", body))
+
+    def embed(self, inputs: Sequence[str], model: str | None = None, **options: Any) -> np.ndarray:
+        """Dense vectors, float32 [n, d]."""
+        return self.encode(inputs, model, output="dense", **options).embeddings
+
+    def score(self, query: str, documents: Sequence[str], model: str | None = None,
+              top_n: int | None = None) -> Ranking:
+        body: dict[str, Any] = {"model": self._model(model), "query": query, "documents": list(documents)}
+        if top_n is not None:
+            body["top_n"] = top_n
+        return _ranking(self.request("POST", "/v1/score", body))
+
+    def classify(self, inputs: Sequence[str], model: str | None = None) -> list[list[tuple[str, float]]]:
+        body = self.request("POST", "/v1/classify", {"model": self._model(model), "inputs": list(inputs)})
+        return [[(label["label"], label["score"]) for label in r["labels"]] for r in body["results"]]
+
+    def models(self) -> list[dict]:
+        return self.request("GET", "/v1/models")["data"]
+
+
+class AsyncShoalClient(_Base):
+    """Asynchronous client with the same methods as `ShoalClient`, awaited."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8080", *,
+                 transport: httpx.AsyncBaseTransport | None = None, **options: Any):
+        super().__init__(base_url, **options)
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout, transport=self._transport)
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def __aenter__(self) -> "AsyncShoalClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def request(self, method: str, path: str, body: Any = None) -> Any:
+        content, kind = self._content(body) if body is not None else (None, None)
+        headers = self._headers()
+        if kind:
+            headers["content-type"] = kind
+        attempt = 0
+        while True:
+            try:
+                response = await self.http.request(method, path, content=content, headers=headers)
+            except (httpx.ConnectError, httpx.RemoteProtocolError):
+                wait = self._wait(attempt, None)
+                if wait is None:
+                    raise
+            else:
+                wait = self._wait(attempt, response) if response.status_code in RETRY_STATUSES else None
+                if wait is None:
+                    return self._result(response)
+            await asyncio.sleep(wait)
+            attempt += 1
+
+    async def encode(self, inputs: Sequence[str], model: str | None = None, input_type: str = "document",
+                     output: str = "dense", dimensions: int | None = None, normalize: bool | None = None,
+                     truncate: bool = True, top_k: int | None = None, return_labels: bool = False) -> Encoding:
+        body = _encode_body(self._model(model), inputs, input_type, output, dimensions, normalize, truncate, top_k,
+                            return_labels)
+        return _encoding(await self.request("POST", "/v1/encode", body))
+
+    async def embed(self, inputs: Sequence[str], model: str | None = None, **options: Any) -> np.ndarray:
+        return (await self.encode(inputs, model, output="dense", **options)).embeddings
+
+    async def score(self, query: str, documents: Sequence[str], model: str | None = None,
+                    top_n: int | None = None) -> Ranking:
+        body: dict[str, Any] = {"model": self._model(model), "query": query, "documents": list(documents)}
+        if top_n is not None:
+            body["top_n"] = top_n
+        return _ranking(await self.request("POST", "/v1/score", body))
+
+    async def classify(self, inputs: Sequence[str], model: str | None = None) -> list[list[tuple[str, float]]]:
+        body = await self.request("POST", "/v1/classify", {"model": self._model(model), "inputs": list(inputs)})
+        return [[(label["label"], label["score"]) for label in r["labels"]] for r in body["results"]]
+
+    async def models(self) -> list[dict]:
+        return (await self.request("GET", "/v1/models"))["data"]

@@ -1,0 +1,99 @@
+"""Ollama: POST /api/embed and GET /api/tags, with Ollama's `{"error": "..."}` bodies.
+Chroma's OllamaEmbeddingFunction and Weaviate's text2vec-ollama point here."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+
+from engine import Engine
+
+from ..errors import ApiError, error_handler
+from ..wire import respond
+from .common import deadline_from, note_model
+
+
+def ollama_shape(error: ApiError) -> dict:
+    return {"error": error.message}
+
+
+class EmbedRequest(msgspec.Struct):
+    model: str
+    input: Any  # str | [str]
+    truncate: bool = True
+    dimensions: int | None = None
+    keep_alive: Any = None
+    options: dict | None = None
+
+
+class EmbedResponse(msgspec.Struct):
+    model: str
+    embeddings: list[list[float]]
+    total_duration: int
+    load_duration: int
+    prompt_eval_count: int
+
+
+class ModelDetails(msgspec.Struct):
+    format: str
+    family: str
+    families: list[str]
+    parameter_size: str
+    quantization_level: str
+    parent_model: str = ""
+
+
+class TagModel(msgspec.Struct):
+    name: str
+    model: str
+    modified_at: str
+    size: int
+    digest: str
+    details: ModelDetails
+
+
+class Tags(msgspec.Struct):
+    models: list[TagModel]
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ApiError(422, "invalid_request", "`input` must be a string or a non-empty list of strings")
+    return value
+
+
+def _parameters(count: int) -> str:
+    return f"{count / 1e9:.1f}B" if count >= 1e9 else f"{count / 1e6:.1f}M"
+
+
+class OllamaController(Controller):
+    path = "/api"
+    tags = ["ollama"]
+    exception_handlers = {Exception: error_handler(ollama_shape)}
+
+    @post("/embed", status_code=200, summary="Ollama embeddings")
+    async def embed(self, request: Request, data: EmbedRequest, engine: Engine) -> Response[EmbedResponse]:
+        started = time.perf_counter_ns()
+        spec = note_model(request, engine, data.model)
+        result = await engine.encode(spec.name, _texts(data.input), dimensions=data.dimensions, truncate=data.truncate,
+                                     deadline=deadline_from(request))
+        body = EmbedResponse(spec.name, result.embeddings.tolist(), time.perf_counter_ns() - started, 0,
+                             result.input_tokens)
+        return respond(request, body)
+
+    @get("/tags", summary="Ollama's model list")
+    async def list_models(self, request: Request, engine: Engine, started_at: int) -> Response[Tags]:
+        modified = datetime.fromtimestamp(started_at, timezone.utc).isoformat()
+        models = []
+        for status in engine.models():
+            spec = engine.resolve(status.name)
+            details = ModelDetails("safetensors", spec.model_type or "unknown", [spec.model_type or "unknown"],
+                                   _parameters(spec.parameter_count), "F32")
+            models.append(TagModel(status.name, status.name, modified, status.bytes, "", details))
+        return respond(request, Tags(models))

@@ -1,0 +1,125 @@
+"""Weaviate's inference-container protocols, mounted per model under `/weaviate/{model}`:
+text2vec-transformers (`/vectors`, `/meta`, `/.well-known/ready|live`) and
+reranker-transformers (`/rerank`). Weaviate sends one text per `/vectors` request, so the
+engine's cross-request batching is what makes imports fast."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+
+from engine import Engine
+
+from ..errors import ApiError, error_handler
+from ..wire import respond
+from .common import deadline_from, note_model
+
+# Weaviate's pooling names -> the engine's pooling modes
+POOLINGS = {"masked_mean": "mean", "mean": "mean", "cls": "cls"}
+TASK_TYPES = {"passage": "document", "document": "document", "query": "query"}
+
+
+def weaviate_shape(error: ApiError) -> dict:
+    return {"error": error.message}
+
+
+class VectorizeConfig(msgspec.Struct):
+    pooling_strategy: str | None = None
+    task_type: str | None = None
+    dimensions: int | None = None
+
+
+class VectorizeRequest(msgspec.Struct):
+    text: str
+    dims: int | None = None
+    vector: list[float] | None = None
+    error: str | None = None
+    config: VectorizeConfig | None = None
+
+
+class VectorizeResponse(msgspec.Struct):
+    text: str
+    vector: list[float]
+    dim: int
+
+
+class RerankRequest(msgspec.Struct):
+    query: str
+    documents: list[str]
+    property: str | None = None
+
+
+class DocumentScore(msgspec.Struct):
+    document: str
+    score: float
+
+
+class RerankResponse(msgspec.Struct):
+    query: str
+    scores: list[DocumentScore]
+    property: str | None = None
+    score: float | None = None
+
+
+def _input_type(config: VectorizeConfig) -> str:
+    if not config.task_type:
+        return "document"
+    if config.task_type not in TASK_TYPES:
+        raise ApiError(422, "invalid_request",
+                       f"config.task_type must be 'passage' or 'query', got {config.task_type!r}")
+    return TASK_TYPES[config.task_type]
+
+
+def _check_pooling(config: VectorizeConfig, model_pooling: str, model: str) -> None:
+    """The engine pools as the model was trained; a request may only name that pooling."""
+    if not config.pooling_strategy:
+        return
+    wanted = POOLINGS.get(config.pooling_strategy)
+    if wanted is None:
+        raise ApiError(422, "invalid_request", f"config.pooling_strategy must be one of {sorted(POOLINGS)}, "
+                                               f"got {config.pooling_strategy!r}")
+    if wanted != model_pooling:
+        raise ApiError(422, "invalid_request",
+                       f"model {model!r} pools with {model_pooling!r}; pooling_strategy "
+                       f"{config.pooling_strategy!r} is not available per request (leave it unset or "
+                       f"set it to the model's pooling)")
+
+
+class WeaviateController(Controller):
+    path = "/weaviate/{model:str}"
+    tags = ["weaviate"]
+    exception_handlers = {Exception: error_handler(weaviate_shape)}
+
+    @get("/.well-known/ready", status_code=204, summary="Readiness probe of a Weaviate inference container")
+    async def ready(self, request: Request, model: str, engine: Engine) -> None:
+        note_model(request, engine, model)
+        if not engine.ready:
+            raise ApiError(503, "not_ready", "the engine is not ready")
+
+    @get("/.well-known/live", status_code=204, summary="Liveness probe of a Weaviate inference container")
+    async def live(self, request: Request, model: str, engine: Engine) -> None:
+        note_model(request, engine, model)
+
+    @get("/meta", summary="The model's configuration, as the reference container reports it")
+    async def meta(self, request: Request, model: str, engine: Engine) -> Response:
+        spec = note_model(request, engine, model)
+        return respond(request, {"model": spec.config, "model_path": spec.source or spec.name})
+
+    @post(["/vectors", "/vectors/"], status_code=200, summary="text2vec-transformers: one text -> one vector")
+    async def vectors(self, request: Request, model: str, data: VectorizeRequest,
+                      engine: Engine) -> Response[VectorizeResponse]:
+        spec = note_model(request, engine, model)
+        config = data.config or VectorizeConfig()
+        input_type = _input_type(config)
+        _check_pooling(config, spec.pooling, spec.name)
+        result = await engine.encode(spec.name, [data.text], input_type=input_type,
+                                     dimensions=config.dimensions or None, deadline=deadline_from(request))
+        vector = result.embeddings[0].tolist()
+        return respond(request, VectorizeResponse(data.text, vector, len(vector)))
+
+    @post("/rerank", status_code=200, summary="reranker-transformers: one score per document, in input order")
+    async def rerank(self, request: Request, model: str, data: RerankRequest, engine: Engine) -> Response[RerankResponse]:
+        spec = note_model(request, engine, model)
+        result = await engine.score(spec.name, data.query, data.documents, deadline=deadline_from(request))
+        scores = [DocumentScore(document, score) for document, score in zip(data.documents, result.scores)]
+        return respond(request, RerankResponse(data.query, scores))
