@@ -1,0 +1,130 @@
+"""The real OpenAI, Cohere and Ollama Python SDKs against the gateway, with their default
+encodings (the OpenAI SDK asks for base64 and decodes it itself), values checked against
+sentence-transformers, and their error paths: each SDK must read our error bodies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import Engine, EngineConfig, spec_from_folder
+from tests import zoo
+from tests.conftest import LiveServer
+
+MODEL = "all-MiniLM-L6-v2"
+TEXTS = ["The river runs through the valley.", "Coffee is brewed from roasted beans.",
+         "Vector databases index embeddings for retrieval."]
+QUERY = "mountain river coffee"
+DOCUMENTS = ["a river in the mountains", "espresso and coffee beans", "gpu memory and batch size"]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, minilm_spec):
+    folder = zoo.cross_encoder(tmp_path_factory.mktemp("sdk") / "rerank")[0]
+    specs = [minilm_spec, spec_from_folder("rerank", folder)]
+    config = EngineConfig(device="cpu", dtype="float32")
+    with LiveServer(Engine(specs, config)) as server:
+        yield server, Engine(specs, config)
+
+
+@pytest.fixture(scope="module")
+def reference(minilm_reference):
+    return minilm_reference.encode(TEXTS, normalize_embeddings=True)
+
+
+@pytest.fixture(scope="module")
+def rerank_scores(live):
+    import asyncio
+
+    engine = live[1]
+
+    async def run():
+        await engine.start()
+        try:
+            return (await engine.score("rerank", QUERY, DOCUMENTS)).scores
+        finally:
+            await engine.stop()
+    return asyncio.run(run())
+
+
+def _close(a, b, atol=1e-4):
+    np.testing.assert_allclose(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32), atol=atol)
+
+
+def test_openai_sdk_default_base64_and_float(live, reference):
+    import openai
+
+    client = openai.OpenAI(base_url=live[0].url + "/v1", api_key="dummy", max_retries=0)
+    response = client.embeddings.create(model=MODEL, input=TEXTS)  # the SDK's default: base64
+    assert [d.index for d in response.data] == [0, 1, 2] and response.usage.prompt_tokens > 0
+    _close([d.embedding for d in response.data], reference)
+    floats = client.embeddings.create(model=MODEL, input=TEXTS[0], encoding_format="float", dimensions=64)
+    assert len(floats.data[0].embedding) == 64
+    raw = client.embeddings.with_raw_response.create(model=MODEL, input=TEXTS)
+    assert raw.headers["x-ratelimit-remaining-requests"] and raw.headers["x-ratelimit-reset-tokens"] == "1s"
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.embeddings.create(model="text-embedding-3-small", input="a")
+    assert "not served" in caught.value.message
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.embeddings.create(model=MODEL, input=[])
+
+
+async def test_openai_async_sdk(live, reference):
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=live[0].url + "/v1", api_key="dummy", max_retries=0)
+    response = await client.embeddings.create(model="sentence-transformers/all-MiniLM-L6-v2", input=TEXTS)
+    _close([d.embedding for d in response.data], reference)
+    await client.close()
+
+
+def test_cohere_sdk_embed_and_rerank(live, reference, rerank_scores):
+    import cohere
+
+    client = cohere.ClientV2(api_key="dummy", base_url=live[0].url)
+    response = client.embed(model=MODEL, texts=TEXTS, input_type="search_document", embedding_types=["float"])
+    _close(response.embeddings.float_, reference)
+    query = client.embed(model=MODEL, texts=[QUERY], input_type="search_query", embedding_types=["float"],
+                         output_dimension=128)
+    assert len(query.embeddings.float_[0]) == 128
+    ranked = client.rerank(model="rerank", query=QUERY, documents=DOCUMENTS, top_n=2)
+    order = sorted(range(len(DOCUMENTS)), key=lambda i: -rerank_scores[i])
+    assert [r.index for r in ranked.results] == order[:2]
+    _close([r.relevance_score for r in ranked.results], [rerank_scores[i] for i in order[:2]], atol=1e-6)
+    with pytest.raises(cohere.errors.NotFoundError) as caught:
+        client.embed(model="embed-v4.0", texts=["a"], input_type="search_document", embedding_types=["float"])
+    assert "not served" in caught.value.body["message"]
+    with pytest.raises(cohere.errors.UnprocessableEntityError):
+        client.rerank(model=MODEL, query=QUERY, documents=DOCUMENTS)
+
+
+async def test_cohere_async_sdk(live, reference):
+    import cohere
+
+    client = cohere.AsyncClientV2(api_key="dummy", base_url=live[0].url)
+    response = await client.embed(model=MODEL, texts=TEXTS, input_type="search_document", embedding_types=["float"])
+    _close(response.embeddings.float_, reference)
+
+
+def test_ollama_sdk_embed_and_list(live, reference):
+    import ollama
+
+    client = ollama.Client(host=live[0].url)
+    response = client.embed(model=MODEL, input=TEXTS)
+    _close(response.embeddings, reference)
+    assert response.prompt_eval_count > 0
+    one = client.embed(model=MODEL, input=TEXTS[0], dimensions=32)
+    assert np.asarray(one.embeddings).shape == (1, 32)
+    listed = client.list()
+    assert [m.model for m in listed.models] == [MODEL, "rerank"]
+    assert all(m.size > 0 and m.modified_at is not None for m in listed.models)
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.embed(model="nomic-embed-text", input="a")
+    assert caught.value.status_code == 404 and "not served" in caught.value.error
+
+
+async def test_ollama_async_sdk(live, reference):
+    import ollama
+
+    response = await ollama.AsyncClient(host=live[0].url).embed(model=MODEL, input=TEXTS)
+    _close(response.embeddings, reference)
