@@ -30,7 +30,11 @@ class VectorizeConfig(msgspec.Struct):
 
 
 class VectorizeRequest(msgspec.Struct):
-    text: str
+    """One text (`text`, every Weaviate version) or a batch (`texts`, newer Weaviate's batch
+    vectorizer, which expects `{"vectors", "dims"}` back)."""
+
+    text: str | None = None
+    texts: list[str] | None = None
     dims: int | None = None
     vector: list[float] | None = None
     error: str | None = None
@@ -40,7 +44,13 @@ class VectorizeRequest(msgspec.Struct):
 class VectorizeResponse(msgspec.Struct):
     text: str
     vector: list[float]
-    dim: int
+    dim: int  # the reference container's name
+    dims: int  # the name Weaviate's Go client decodes
+
+
+class BatchVectorizeResponse(msgspec.Struct):
+    vectors: list[list[float]]
+    dims: int
 
 
 class RerankRequest(msgspec.Struct):
@@ -106,16 +116,24 @@ class WeaviateController(Controller):
         return respond(request, {"model": spec.config, "model_path": spec.source or spec.name})
 
     @post(["/vectors", "/vectors/"], status_code=200, summary="text2vec-transformers: one text -> one vector")
-    async def vectors(self, request: Request, model: str, data: VectorizeRequest,
-                      engine: Engine) -> Response[VectorizeResponse]:
+    async def vectors(self, request: Request, model: str, data: VectorizeRequest, engine: Engine) -> Response:
         spec = note_model(request, engine, model)
         config = data.config or VectorizeConfig()
         input_type = _input_type(config)
         _check_pooling(config, spec.pooling, spec.name)
-        result = await engine.encode(spec.name, [data.text], input_type=input_type,
+        if data.texts is not None:
+            texts = data.texts
+        elif data.text is not None:
+            texts = [data.text]
+        else:
+            raise ApiError(422, "invalid_request", "the body needs `text` (a string) or `texts` (a list of strings)")
+        result = await engine.encode(spec.name, texts, input_type=input_type,
                                      dimensions=config.dimensions or None, deadline=deadline_from(request))
-        vector = result.embeddings[0].tolist()
-        return respond(request, VectorizeResponse(data.text, vector, len(vector)))
+        vectors = result.embeddings.tolist()
+        dims = result.embeddings.shape[1]
+        if data.texts is not None:
+            return respond(request, BatchVectorizeResponse(vectors, dims))
+        return respond(request, VectorizeResponse(texts[0], vectors[0], dims, dims))
 
     @post("/rerank", status_code=200, summary="reranker-transformers: one score per document, in input order")
     async def rerank(self, request: Request, model: str, data: RerankRequest, engine: Engine) -> Response[RerankResponse]:
