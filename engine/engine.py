@@ -19,8 +19,8 @@ import torch
 
 from .attention import select_backend
 from .device import resolve_device, resolve_dtype
-from .errors import (DeadlineExceeded, EngineError, InputTooLong, InvalidInput, ModelNotFound, NotReady,
-                     TooManyInputs, UnsupportedOutput)
+from .errors import (DeadlineExceeded, EngineError, InputTooLong, InvalidInput, ModelLoadError, ModelNotFound,
+                     NotReady, TooManyInputs, UnsupportedOutput)
 from .colbert import ColbertTokenizer, maxsim
 from .entities import Entity, entities, softmax
 from .fallback import BACKEND_NAME as FALLBACK_BACKEND
@@ -51,6 +51,8 @@ class EngineObserver:
     def model_loaded(self, model: str, seconds: float, source: str = "disk") -> None: ...
     def model_load_failed(self, model: str) -> None: ...
     def model_evicted(self, model: str, reason: str) -> None: ...
+    def pool_lookup(self, result: str) -> None: ...  # "hit" | "host" | "miss"
+    def load_waited(self, model: str, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,9 @@ class EngineConfig:
     max_queue_tokens: int | None = None  # default: 32 batches' worth
     max_inputs_per_request: int = 2048
     attention: str | None = None  # force a backend (tests)
-    memory_budget: int | None = None  # device bytes for weights; None: a safe fraction of free memory
-    host_cache: int | None = None  # host bytes for evicted models' weights
+    memory_budget: int | None = None  # device bytes for models; None: a safe fraction of free memory
+    host_cache: int | None = None  # host bytes for evicted models' weights; None: same as the budget
+    swap_age_seconds: float = 0.1  # how long a cold model's request may wait while resident models have work
     tokenizer_threads: int = max(1, min(4, (os.cpu_count() or 2)))
 
 
@@ -105,6 +108,7 @@ class ModelStatus:
     dimension: int
     max_length: int
     loads: int
+    evictions: int
     last_used: float | None
     error: str | None
     pinned: bool
@@ -128,7 +132,12 @@ class Engine:
         self._aliases = {spec.source: spec.name for spec in specs if spec.source and spec.source not in self.specs}
         self._tokenizers: dict[tuple[str, str], Any] = {}
         self._device_thread = self._load_thread = self._tokenize_threads = None  # made by start()
-        self.pool = ModelPool(list(specs), self._load_model, None, self.observer)
+        self.element_size = torch.empty((), dtype=self.dtype).element_size()
+        self.memory_budget = config.memory_budget or default_memory_budget(self.device)
+        host_cache = config.host_cache if config.host_cache is not None else self.memory_budget
+        self.pool = ModelPool(list(specs), self._load_model, self.element_size, self.memory_budget, host_cache,
+                              self.observer, has_work=lambda name: self.queue_depth().get(name, (0, 0))[0] > 0)
+        self._swaps: set[asyncio.Task] = set()
         self._work = asyncio.Event()
         self._worker: asyncio.Task | None = None
         self._accepting = False
@@ -265,27 +274,25 @@ class Engine:
         return Extracted(found, _tokens(items))
 
     def models(self) -> list[ModelStatus]:
-        element = torch.empty((), dtype=self.dtype).element_size()
         result = []
         for entry in self.pool.entries.values():
             spec = entry.spec
             result.append(ModelStatus(
-                name=spec.name, source=spec.source, state=entry.state,
-                bytes=entry.served.resident_bytes if entry.served else spec.weight_bytes(element),
+                name=spec.name, source=spec.source, state=entry.state, bytes=entry.bytes,
                 capabilities=spec.capabilities, backend=self.backend(spec),
                 dimension=spec.dimension, max_length=spec.max_length, loads=entry.loads,
-                last_used=entry.last_used, error=entry.error, pinned=spec.pin,
+                evictions=entry.evictions, last_used=entry.last_used, error=entry.error, pinned=spec.pin,
             ))
         return result
 
     async def load(self, model: str) -> None:
-        await self.pool.get(self.resolve(model).name)
+        """Make a model resident now (evicting others if needed)."""
+        await self.pool.ensure(self.resolve(model).name)
 
     async def unload(self, model: str) -> bool:
-        unloaded = self.pool.unload(self.resolve(model).name)
-        if unloaded:
-            self.observer.model_evicted(self.resolve(model).name, "operator")
-        return unloaded
+        """Release a model's device memory (to the host tier while it has room); False if
+        it was not resident or is running a batch."""
+        return self.pool.unload(self.resolve(model).name)
 
     def queue_depth(self) -> dict[str, tuple[int, int]]:
         """model -> (queued items, queued tokens), for every known model."""
@@ -369,17 +376,18 @@ class Engine:
         return self.attention_name
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            batch = self.scheduler.next_batch()
+            self._start_swaps()
+            resident = self.pool.resident()
+            batch = self.scheduler.next_batch(lambda model: model in resident)
             if batch is None:
                 self._work.clear()
                 await self._work.wait()
                 continue
+            served = await self.pool.acquire(batch.model)
             try:
-                served = await self.pool.get(batch.model)
                 started = time.perf_counter()
-                outputs = await loop.run_in_executor(self._device_thread, self._forward, served, batch)
+                outputs = await self._forward_with_recovery(served, batch)
                 seconds = time.perf_counter() - started
             except asyncio.CancelledError:
                 self._fail(batch, NotReady("the server stopped before this request was processed"))
@@ -391,9 +399,59 @@ class Engine:
                 log.exception("batch failed", extra={"model": batch.model})
                 self._fail(batch, EngineError(f"inference failed: {type(error).__name__}: {error}"))
                 continue
+            finally:
+                self.pool.release(batch.model)
             self.scheduler.record_throughput(batch.tokens, seconds)
             self.observer.batch_done(batch.model, len(batch.items), batch.tokens, seconds)
             self._deliver(batch, outputs)
+
+    def _start_swaps(self) -> None:
+        """Start loading the most urgent cold model, if one is due and room can be made.
+        The load runs on the loader thread while the device keeps serving resident models."""
+        if any(not task.done() for task in self._swaps):
+            return  # one loader thread: one load at a time
+        for model in self.scheduler.swap_candidates(self.pool.resident(), self.config.swap_age_seconds):
+            entry = self.pool.entries[model]
+            if entry.state == "failed" and not self.pool.retry_due(model):
+                self.scheduler.fail_model(model, ModelLoadError(entry.error or "load failed"))
+                continue
+            if self.pool.is_loading(model) or not self.pool.can_make_room(model):
+                return
+            task = asyncio.create_task(self._swap_in(model))
+            self._swaps = {task}
+            return
+
+    async def _swap_in(self, model: str) -> None:
+        try:
+            await self.pool.ensure(model)
+            now = time.monotonic()
+            for job in self.scheduler.jobs_of(model):
+                self.observer.load_waited(model, now - job.enqueued_at)
+        except ModelLoadError as error:
+            self.scheduler.fail_model(model, error)
+        finally:
+            self._work.set()
+
+    async def _forward_with_recovery(self, served: ServedModel, batch: Batch):
+        """Out of device memory: evict idle models, split the batch and retry; only a single
+        input that still does not fit fails."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._device_thread, self._forward, served, batch)
+        except torch.OutOfMemoryError:
+            self.pool.evict_idle("out_of_memory", keep=batch.model)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if len(batch.items) == 1:
+                raise EngineError("out of device memory even for a single input of this request") from None
+            log.warning("out of memory: splitting the batch", extra={"model": batch.model, "items": len(batch.items)})
+            middle = len(batch.items) // 2
+            halves = [Batch(batch.model, batch.kind, batch.items[:middle]),
+                      Batch(batch.model, batch.kind, batch.items[middle:])]
+            first, second = [await self._forward_with_recovery(served, half) for half in halves]
+            if isinstance(first, np.ndarray):
+                return np.concatenate([first, second])
+            return list(first) + list(second)
 
     def _forward(self, served: ServedModel, batch: Batch):
         items = [item.tokenized for item in batch.items]
@@ -430,6 +488,19 @@ class Engine:
         for item in batch.items:
             if not item.job.future.done():
                 item.job.future.set_exception(error)
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """A safe share of what is free now: 80% of free GPU memory, or half of available RAM."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.8)
+    try:
+        with open("/proc/meminfo") as f:
+            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        available = 8 * 2**30
+    return available // 2
 
 
 def _tokens(items: list[Tokenized]) -> int:

@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
 
 from .batch import PackedBatch
 from .errors import ModelLoadError
@@ -100,9 +99,4 @@ class FallbackModel(ServedModel):
             indices = torch.nonzero(row, as_tuple=True)[0]
             result.append((indices.cpu().numpy().astype(np.int64), row[indices].cpu().numpy()))
         return result
-
-    @property
-    def resident_bytes(self) -> int:
-        modules: list[nn.Module] = [m for m in (self.network, self.dense) if m is not None]
-        return sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
 

@@ -1,8 +1,17 @@
-"""The model pool: which models are resident, and loading them on demand.
+"""The model pool: which models hold device memory, under a byte budget.
 
-Loads are single-flight: concurrent requests for a cold model wait for one load. A load
-failure marks the model `failed` with its reason; the next request retries after a
-cooldown."""
+- Every model has a footprint known before loading: its weights in the serving dtype (from
+  safetensors headers) plus a working reserve.
+- Loading a model makes room by evicting least-recently-used models that are neither
+  leased (a batch is running on them) nor pinned; models with queued work go last.
+- Evicted models' weights stay in a host tier (pinned memory on CUDA) while it has room,
+  so bringing them back is a copy, not a disk read and rebuild.
+- Loads are single-flight; a failed load marks the model `failed` with its reason and is
+  retried after a cooldown; nothing here can take the server down.
+
+All bookkeeping runs on the event loop; weight copies and disk reads run on the loader
+thread. On a CPU-only server "device" and "host" are the same RAM: the host tier then
+only changes which budget a parked model counts against."""
 
 from __future__ import annotations
 
@@ -15,61 +24,210 @@ from typing import Any, Callable
 from .errors import ModelLoadError
 from .served import ServedModel
 from .spec import ModelSpec
+from .sizes import format_size
 
 RETRY_COOLDOWN_SECONDS = 10.0
+RESERVE_FRACTION = 0.10  # working memory per model, beyond its weights ...
+RESERVE_MINIMUM = 16 * 2**20  # ... and at least this
+
+
+def footprint(spec: ModelSpec, element_size: int) -> int:
+    """Device bytes a model needs: weights in the serving dtype plus a working reserve."""
+    dense = sum(layer.in_features * layer.out_features + layer.out_features * layer.bias
+                for layer in spec.dense_layers)
+    weights = (spec.parameter_count + dense) * element_size
+    return weights + max(int(weights * RESERVE_FRACTION), RESERVE_MINIMUM)
 
 
 @dataclass(eq=False)
 class PoolEntry:
     spec: ModelSpec
-    state: str = "disk"  # disk | loading | resident | failed
-    served: ServedModel | None = None
+    bytes: int  # footprint on the device
+    state: str = "disk"  # disk | host | loading | resident | failed
+    served: ServedModel | None = None  # set while resident or parked in the host tier
     error: str | None = None
     failed_at: float = 0.0
+    permanent_failure: bool = False  # e.g. larger than the whole budget: never retried
     loads: int = 0
+    evictions: int = 0
     last_used: float | None = None  # wall-clock seconds
+    leases: int = 0
     loading: asyncio.Future | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return self.spec.pin
 
 
 class ModelPool:
-    def __init__(self, specs: list[ModelSpec], load: Callable[[ModelSpec], ServedModel], executor: Executor | None,
-                 observer: Any):
-        self.entries = {spec.name: PoolEntry(spec) for spec in specs}
+    def __init__(self, specs: list[ModelSpec], load: Callable[[ModelSpec], ServedModel], element_size: int,
+                 budget: int, host_budget: int, observer: Any, has_work: Callable[[str], bool] = lambda name: False):
+        self.entries = {spec.name: PoolEntry(spec, footprint(spec, element_size)) for spec in specs}
+        self.budget = budget
+        self.host_budget = host_budget
+        self.executor: Executor | None = None  # the loader thread, set by Engine.start()
         self._load = load
-        self.executor = executor  # set by Engine.start()
-        self._observer = observer  # EngineObserver: model_loaded / model_load_failed
+        self._observer = observer
+        self._has_work = has_work
+        self._changed = asyncio.Event()  # set when a lease is released or a load ends
+        for entry in self.entries.values():
+            if entry.bytes > budget:
+                entry.state, entry.permanent_failure = "failed", True
+                entry.error = (f"model {entry.spec.name!r} needs {format_size(entry.bytes)} but the memory budget "
+                               f"is {format_size(budget)}")
 
-    async def get(self, name: str) -> ServedModel:
+    # ---- accounting ----------------------------------------------------------------
+    @property
+    def device_bytes(self) -> int:
+        return sum(e.bytes for e in self.entries.values() if e.state in ("resident", "loading"))
+
+    @property
+    def host_bytes(self) -> int:
+        return sum(e.bytes for e in self.entries.values() if e.state == "host")
+
+    def resident(self) -> set[str]:
+        return {name for name, e in self.entries.items() if e.state == "resident"}
+
+    def retry_due(self, name: str) -> bool:
         entry = self.entries[name]
-        entry.last_used = time.time()
-        if entry.served is not None:
-            return entry.served
-        if entry.loading is None:
-            if entry.state == "failed" and time.monotonic() - entry.failed_at < RETRY_COOLDOWN_SECONDS:
-                raise ModelLoadError(entry.error or "load failed")
-            entry.loading = asyncio.ensure_future(self._load_entry(entry))
-        return await asyncio.shield(entry.loading)
+        return not entry.permanent_failure and time.monotonic() - entry.failed_at >= RETRY_COOLDOWN_SECONDS
 
-    async def _load_entry(self, entry: PoolEntry) -> ServedModel:
-        entry.state = "loading"
-        started = time.perf_counter()
-        try:
-            served = await asyncio.get_running_loop().run_in_executor(self.executor, self._load, entry.spec)
-        except Exception as error:
-            entry.state, entry.failed_at = "failed", time.monotonic()
-            entry.error = error.message if isinstance(error, ModelLoadError) else f"{type(error).__name__}: {error}"
-            self._observer.model_load_failed(entry.spec.name)
-            raise ModelLoadError(entry.error) from error
-        finally:
-            entry.loading = None
-        entry.served, entry.state, entry.error = served, "resident", None
-        entry.loads += 1
-        self._observer.model_loaded(entry.spec.name, time.perf_counter() - started, "disk")
+    def is_loading(self, name: str) -> bool:
+        return self.entries[name].loading is not None
+
+    # ---- leases --------------------------------------------------------------------
+    async def acquire(self, name: str) -> ServedModel:
+        """The resident model, loading it first if needed; leased until `release`."""
+        served = await self.ensure(name)
+        entry = self.entries[name]
+        entry.leases += 1
+        entry.last_used = time.time()
         return served
 
-    def unload(self, name: str) -> bool:
+    def release(self, name: str) -> None:
         entry = self.entries[name]
-        if entry.served is None:
+        entry.leases -= 1
+        entry.last_used = time.time()
+        self._changed.set()
+
+    async def ensure(self, name: str, wait_for_room: bool = True) -> ServedModel:
+        """Make a model resident (single-flight) without leasing it."""
+        entry = self.entries[name]
+        if entry.state == "resident":
+            self._observer.pool_lookup("hit")
+            return entry.served
+        if entry.loading is None:
+            if entry.state == "failed" and not self.retry_due(name):
+                raise ModelLoadError(entry.error or "load failed")
+            self._observer.pool_lookup("host" if entry.state == "host" else "miss")
+            entry.loading = asyncio.ensure_future(self._bring_in(entry, wait_for_room))
+        return await asyncio.shield(entry.loading)
+
+    def can_make_room(self, name: str) -> bool:
+        """Whether `name` could be brought in now without waiting for a lease to end."""
+        entry = self.entries[name]
+        free = self.budget - self.device_bytes + sum(e.bytes for e in self._victims())
+        return entry.bytes <= free
+
+    # ---- loading and eviction --------------------------------------------------------
+    async def _bring_in(self, entry: PoolEntry, wait_for_room: bool) -> ServedModel:
+        name = entry.spec.name
+        previous_state = entry.state
+        try:
+            while (victims := self._plan_eviction(entry.bytes)) is None:
+                if not wait_for_room:
+                    raise ModelLoadError(f"no room for {name!r}: every resident model is busy or pinned")
+                self._changed.clear()
+                await self._changed.wait()  # a lease ended or a load finished
+            from_host = entry.state == "host"
+            entry.state = "loading"
+            parked = [self._evict(victim, "lru") for victim in victims]
+            started = time.perf_counter()
+            loop = asyncio.get_running_loop()
+            served = await loop.run_in_executor(self.executor, self._load_or_restore, entry, from_host, parked)
+        except Exception as error:
+            entry.loading = None
+            self._changed.set()
+            if isinstance(error, asyncio.CancelledError):
+                entry.state = previous_state if previous_state != "loading" else "disk"
+                raise
+            entry.state, entry.failed_at, entry.served = "failed", time.monotonic(), None
+            entry.error = error.message if isinstance(error, ModelLoadError) else f"{type(error).__name__}: {error}"
+            self._observer.model_load_failed(name)
+            raise ModelLoadError(entry.error) from error
+        entry.served, entry.state, entry.error = served, "resident", None
+        entry.loads += 1
+        entry.loading = None
+        entry.last_used = time.time()
+        self._observer.model_loaded(name, time.perf_counter() - started, "host" if from_host else "disk")
+        self._changed.set()
+        return served
+
+    def _load_or_restore(self, entry: PoolEntry, from_host: bool, parked: list[ServedModel]) -> ServedModel:
+        """Loader thread: park the evicted models' weights on the host, then load."""
+        for served in parked:
+            served.to_host()
+        if from_host and entry.served is not None:
+            entry.served.to_device()
+            return entry.served
+        return self._load(entry.spec)
+
+    def _victims(self) -> list[PoolEntry]:
+        """Evictable resident models, first to go first: idle ones before ones with queued
+        work, least recently used first."""
+        candidates = [e for e in self.entries.values()
+                      if e.state == "resident" and e.leases == 0 and not e.pinned]
+        return sorted(candidates, key=lambda e: (self._has_work(e.spec.name), e.last_used or 0.0))
+
+    def _plan_eviction(self, needed: int) -> list[PoolEntry] | None:
+        """The victims that make `needed` bytes fit, or None if they cannot (yet)."""
+        free = self.budget - self.device_bytes
+        chosen = []
+        for victim in self._victims():
+            if free >= needed:
+                break
+            chosen.append(victim)
+            free += victim.bytes
+        return chosen if free >= needed else None
+
+    def _evict(self, entry: PoolEntry, reason: str) -> ServedModel | None:
+        """Bookkeeping on the loop; returns the model whose weights go to the host tier."""
+        entry.evictions += 1
+        self._observer.model_evicted(entry.spec.name, reason)
+        served = entry.served
+        if entry.bytes <= self.host_budget:
+            self._trim_host(self.host_budget - entry.bytes)
+            entry.state = "host"
+            return served
+        entry.state, entry.served = "disk", None
+        return None
+
+    def _trim_host(self, limit: int) -> None:
+        """Drop least-recently-used host copies until the host tier holds at most `limit`."""
+        parked = sorted((e for e in self.entries.values() if e.state == "host"), key=lambda e: e.last_used or 0.0)
+        for entry in parked:
+            if self.host_bytes <= limit:
+                break
+            entry.state, entry.served = "disk", None
+
+    def unload(self, name: str) -> bool:
+        """Operator unload: move to the host tier (or disk) unless leased or loading."""
+        entry = self.entries[name]
+        if entry.state != "resident" or entry.leases:
             return False
-        entry.served, entry.state = None, "disk"
+        served = self._evict(entry, "operator")
+        if served is not None:
+            served.to_host()
+        self._changed.set()
         return True
+
+    def evict_idle(self, reason: str, keep: str | None = None) -> int:
+        """Evict every unleased, unpinned resident model but `keep` (out-of-memory recovery)."""
+        count = 0
+        for entry in self._victims():
+            if entry.spec.name != keep:
+                served = self._evict(entry, reason)
+                if served is not None:
+                    served.to_host()
+                count += 1
+        return count

@@ -101,10 +101,12 @@ class Scheduler:
         queue.tokens += tokens
         self.queued_tokens += tokens
 
-    def next_batch(self) -> Batch | None:
-        """The oldest waiting work's queue, up to the token budget, length-sorted."""
+    def next_batch(self, eligible: Callable[[str], bool] | None = None) -> Batch | None:
+        """From the queue with the oldest waiting work among `eligible` models (by default
+        all), items up to the token budget, length-sorted."""
         self._drop_dead()
-        waiting = [(q.oldest(), key) for key, q in self.queues.items() if q.items]
+        waiting = [(q.oldest(), key) for key, q in self.queues.items()
+                   if q.items and (eligible is None or eligible(key[0]))]
         if not waiting:
             return None
         _, (model, kind) = min(waiting)
@@ -138,6 +140,47 @@ class Scheduler:
                 job = item.job
                 if job.deadline is not None and job.deadline < now and not job.future.done():
                     job.future.set_exception(DeadlineExceeded("deadline passed before the request was processed"))
+
+    def waiting_models(self) -> dict[str, tuple[float, int]]:
+        """model -> (enqueue time of its oldest waiting item, queued tokens)."""
+        result: dict[str, tuple[float, int]] = {}
+        for (model, _), queue in self.queues.items():
+            if queue.items:
+                oldest, tokens = result.get(model, (float("inf"), 0))
+                result[model] = (min(oldest, queue.oldest()), tokens + queue.tokens)
+        return result
+
+    def swap_candidates(self, resident: set[str], swap_age: float) -> list[str]:
+        """Cold models whose waiting work should be swapped in now, most urgent first.
+
+        While resident models have work, a cold model waits until its oldest request is
+        `swap_age` old or it has a full batch of tokens, so swaps are amortised over many
+        requests instead of thrashing; when nothing resident has work, it goes at once."""
+        now = time.monotonic()
+        waiting = self.waiting_models()
+        resident_busy = any(model in resident for model in waiting)
+        due = [(oldest, model) for model, (oldest, tokens) in waiting.items()
+               if model not in resident
+               and (not resident_busy or now - oldest >= swap_age or tokens >= self.max_batch_tokens)]
+        return [model for _, model in sorted(due)]
+
+    def jobs_of(self, model: str) -> list[Job]:
+        jobs: dict[int, Job] = {}
+        for (name, _), queue in self.queues.items():
+            if name == model:
+                for item in queue.items:
+                    jobs[id(item.job)] = item.job
+        return list(jobs.values())
+
+    def fail_model(self, model: str, error: Exception) -> None:
+        """Answer every queued job of a model with `error` (its load failed)."""
+        for job in self.jobs_of(model):
+            if not job.future.done():
+                job.future.set_exception(error)
+        for (name, _), queue in self.queues.items():
+            if name == model:
+                while queue.items:
+                    self._pop(queue)
 
     def record_throughput(self, tokens: int, seconds: float) -> None:
         if seconds > 0:

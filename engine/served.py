@@ -103,8 +103,28 @@ class ServedModel:
 
     @property
     def resident_bytes(self) -> int:
-        modules = [m for m in (self.network, self.head, self.dense) if m is not None]
-        return sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
+        return sum(p.numel() * p.element_size() for m in self._modules() for p in m.parameters())
+
+    # ---- host tier -------------------------------------------------------------------
+    def _modules(self) -> list[nn.Module]:
+        return [m for m in (self.network, self.head, self.dense) if m is not None]
+
+    def to_host(self) -> None:
+        """Park the weights in host memory (pinned, so coming back is a fast copy). On a
+        CPU device they are already in host memory."""
+        if self.device.type == "cpu":
+            return
+        for module in self._modules():
+            for tensor in list(module.parameters()) + list(module.buffers()):
+                tensor.data = tensor.data.to("cpu").pin_memory()
+
+    def to_device(self) -> None:
+        if self.device.type == "cpu":
+            return
+        for module in self._modules():
+            for tensor in list(module.parameters()) + list(module.buffers()):
+                tensor.data = tensor.data.to(self.device, non_blocking=True)
+        torch.cuda.synchronize(self.device)
 
     # ---- forward passes --------------------------------------------------------------
     def _hidden(self, items: list[Tokenized]) -> tuple[torch.Tensor, PackedBatch]:

@@ -40,6 +40,10 @@ class Metrics(EngineObserver):
         self.load_failures = Counter("shoal_model_load_failures", "Model loads that failed.", ["model"], registry=r)
         self.evictions = Counter("shoal_model_evictions", "Models evicted from the device, by reason.",
                                  ["model", "reason"], registry=r)
+        self.lookups = Counter("shoal_pool_lookups", "Model lookups by the device worker: hit (resident), "
+                               "host (restored from the host tier) or miss (read from disk).", ["result"], registry=r)
+        self.load_wait = Histogram("shoal_load_wait_seconds", "Time requests waited for their model to load.",
+                                   ["model"], buckets=LATENCY_BUCKETS, registry=r)
 
     def attach(self, engine: Engine) -> None:
         """Queue gauges read the engine at scrape time, so they are exact and never stale."""
@@ -65,6 +69,12 @@ class Metrics(EngineObserver):
     def model_evicted(self, model: str, reason: str) -> None:
         self.evictions.labels(model, reason).inc()
 
+    def pool_lookup(self, result: str) -> None:
+        self.lookups.labels(result).inc()
+
+    def load_waited(self, model: str, seconds: float) -> None:
+        self.load_wait.labels(model).observe(seconds)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -87,8 +97,13 @@ class _QueueCollector:
         resident = GaugeMetricFamily("shoal_models_resident", "Models resident on the device.")
         resident_bytes = GaugeMetricFamily("shoal_resident_bytes", "Bytes of model weights held, by tier.",
                                            labels=["tier"])
-        models = self.engine.models()
-        resident.add_metric([], sum(1 for m in models if m.state == "resident"))
-        resident_bytes.add_metric(["device"], sum(m.bytes for m in models if m.state == "resident"))
+        pool = self.engine.pool
+        resident.add_metric([], len(pool.resident()))
+        resident_bytes.add_metric(["device"], pool.device_bytes)
+        resident_bytes.add_metric(["host"], pool.host_bytes)
+        budget = GaugeMetricFamily("shoal_memory_budget_bytes", "Memory budget for models, by tier.", labels=["tier"])
+        budget.add_metric(["device"], pool.budget)
+        budget.add_metric(["host"], pool.host_budget)
         yield resident
         yield resident_bytes
+        yield budget

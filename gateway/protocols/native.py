@@ -139,6 +139,7 @@ class ModelEntry(msgspec.Struct):
     dimension: int
     max_length: int
     loads: int
+    evictions: int
     pinned: bool
     source: str | None = None
     last_used: float | None = None
@@ -161,7 +162,7 @@ def model_list(engine: Engine, created: int) -> ModelList:
         ModelEntry(id=m.name, object="model", created=created, owned_by="shoal", state=m.state, bytes=m.bytes,
                    capabilities=list(m.capabilities), attention_backend=m.backend, dtype=dtype,
                    device=str(engine.device), dimension=m.dimension, max_length=m.max_length, loads=m.loads,
-                   pinned=m.pinned, source=m.source, last_used=m.last_used, error=m.error)
+                   evictions=m.evictions, pinned=m.pinned, source=m.source, last_used=m.last_used, error=m.error)
         for m in engine.models()
     ])
 
