@@ -1,0 +1,101 @@
+"""The Weaviate helpers: weaviate-client's own configuration objects, built by our helpers
+and checked as the JSON the client sends to Weaviate; the module environment; and the
+vectorizer for self-provided dense and ColBERT multivectors (query vs document)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("weaviate")
+
+from connectors.weaviate import (ShoalVectorizer, jina_multivectors, module_env, self_provided_vectors,  # noqa: E402
+                                 transformers_reranker, transformers_vectors)
+
+BASE = "http://shoal.internal:8080"
+MODEL = "all-MiniLM-L6-v2"
+
+
+def test_text2vec_transformers_config_json():
+    config = transformers_vectors(BASE + "/", MODEL, name="body", dimensions=128, source_properties=["body"])
+    assert config.name == "body"
+    assert config._to_dict() == {
+        "vectorizer": {"text2vec-transformers": {"poolingStrategy": "masked_mean", "vectorizeClassName": True,
+                                                 "inferenceUrl": f"{BASE}/weaviate/{MODEL}", "dimensions": 128,
+                                                 "properties": ["body"]}},
+        "vectorIndexType": "hnsw",
+    }
+    cls = transformers_vectors(BASE, "bge-small", pooling="cls")._to_dict()
+    assert cls["vectorizer"]["text2vec-transformers"]["poolingStrategy"] == "cls"
+
+
+def test_reranker_and_module_env():
+    from weaviate.collections.classes.config import Rerankers
+
+    assert transformers_reranker().reranker == Rerankers.TRANSFORMERS
+    assert module_env(BASE, embedder=MODEL, reranker="rerank") == {
+        "TRANSFORMERS_INFERENCE_API": f"{BASE}/weaviate/{MODEL}",
+        "RERANKER_INFERENCE_API": f"{BASE}/weaviate/rerank",
+        "DEFAULT_VECTORIZER_MODULE": "text2vec-transformers",
+        "ENABLE_MODULES": "text2vec-transformers,reranker-transformers,text2multivec-jinaai",
+    }
+
+
+def test_jina_multivector_config_json():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the helper keeps weaviate-client's deprecation notice to itself
+        config = jina_multivectors(BASE + "/", "colbert", dimensions=96)
+    assert config.name == "colbert"
+    assert config._to_dict() == {
+        "vectorizer": {"text2multivec-jinaai": {"baseURL": BASE, "model": "colbert", "dimensions": 96}},
+        "vectorIndexType": "hnsw",
+        "vectorIndexConfig": {"multivector": {"enabled": True}},
+    }
+
+
+def test_self_provided_config_json():
+    assert self_provided_vectors("colbert", multivector=True)._to_dict() == {
+        "vectorizer": {"none": {}}, "vectorIndexType": "hnsw", "vectorIndexConfig": {"multivector": {"enabled": True}}}
+    assert self_provided_vectors("dense")._to_dict() == {"vectorizer": {"none": {}}, "vectorIndexType": "hnsw"}
+
+
+def test_configs_fit_a_collection_create_request():
+    """The whole create-collection body the client would POST, as JSON."""
+    from weaviate.classes.config import Configure, DataType, Property
+    from weaviate.collections.classes.config import _CollectionConfigCreate
+
+    create = _CollectionConfigCreate(
+        name="Article", properties=[Property(name="body", data_type=DataType.TEXT)],
+        vector_config=[transformers_vectors(BASE, MODEL, name="dense"), self_provided_vectors("colbert", True)],
+        reranker_config=transformers_reranker(), generative_config=None, inverted_index_config=None,
+        multi_tenancy_config=None, replication_config=None, sharding_config=None, references=None,
+        description=None, vectorizer_config=None, vector_index_config=None)
+    body = create._to_dict()
+    assert body["class"] == "Article"
+    assert body["vectorConfig"]["dense"]["vectorizer"]["text2vec-transformers"]["inferenceUrl"] == f"{BASE}/weaviate/{MODEL}"
+    assert body["vectorConfig"]["colbert"]["vectorIndexConfig"]["multivector"]["enabled"] is True
+    assert body["moduleConfig"] == {"reranker-transformers": {}}
+    assert Configure  # imported for the reader: the same objects users pass to collections.create
+
+
+def test_vectorizer_dense_and_colbert(task_server, engine_call, minilm_reference):
+    texts = ["The Seine flows through Paris.", "Coffee grows on hills.", "A glacier carved the valley."]
+    dense = ShoalVectorizer(task_server.url, MODEL, batch_size=2)
+    vectors = dense.documents(texts)
+    assert isinstance(vectors[0][0], float) and len(vectors) == 3
+    np.testing.assert_allclose(vectors, minilm_reference.encode(texts, normalize_embeddings=True), atol=1e-4)
+    assert len(ShoalVectorizer(task_server.url, MODEL, dimensions=64).query("rivers")) == 64
+
+    colbert = ShoalVectorizer(task_server.url, "colbert", multivector=True)
+    documents = colbert.documents(texts)
+    expected = engine_call(lambda e: e.encode("colbert", texts, output="multivector")).embeddings
+    for got, want in zip(documents, expected):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    query = colbert.query("which river")
+    want = engine_call(lambda e: e.encode("colbert", ["which river"], input_type="query", output="multivector"))
+    np.testing.assert_allclose(query, want.embeddings[0], atol=1e-5)
+    assert len(query) == 24 != len(colbert.documents(["which river"])[0])  # the query/document distinction
+    dense.close()
+    colbert.close()
