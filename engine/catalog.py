@@ -10,12 +10,16 @@ folders say.
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .spec import ModelSpec, resolve_model_path, spec_from_folder
+from .errors import ModelNotFound
+from .spec import ModelSpec, resolve_model_path, spec_from_folder, unreadable_spec
+
+log = logging.getLogger("shoal.engine")
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 DEFAULT_MODEL_SOURCE = "sentence-transformers/all-MiniLM-L6-v2"
@@ -29,13 +33,20 @@ def default_model_spec() -> ModelSpec:
 
 
 def spec_from_reference(name: str, path_or_id: str, overrides: dict[str, Any] | None = None) -> ModelSpec:
+    """The spec for a folder or cached hub id. A missing or unreadable folder gives a spec
+    that serves as `failed` with the reason (bad overrides still raise: they are config errors)."""
     if path_or_id == DEFAULT_MODEL_SOURCE:
         try:
             return replace(default_model_spec(), name=name).with_overrides(overrides or {})
         except ImportError:  # the package is not installed: look in the hub cache instead
             pass
-    folder, source = resolve_model_path(path_or_id)
-    return spec_from_folder(name, folder, source=source).with_overrides(overrides or {})
+    try:
+        folder, source = resolve_model_path(path_or_id)
+        spec = spec_from_folder(name, folder, source=source)
+    except (ModelNotFound, OSError, ValueError) as error:
+        log.error("model unavailable", extra={"model": name, "reason": str(error)})
+        return unreadable_spec(name, path_or_id, str(error))
+    return spec.with_overrides(overrides or {})
 
 
 def parse_model_argument(argument: str) -> tuple[str, str]:

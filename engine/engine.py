@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -30,7 +30,7 @@ from .models import find_architecture, native_family
 from .pool import ModelPool
 from .scheduler import Batch, Job, Scheduler
 from .served import ServedModel
-from .spec import INPUT_TYPES, ModelSpec
+from .spec import INPUT_TYPES, ModelSpec, spec_from_folder
 from .tokenize import TextTokenizer, Tokenized
 
 log = logging.getLogger("shoal.engine")
@@ -312,21 +312,30 @@ class Engine:
                 raise InvalidInput(f"input {position} is an empty string")
 
     def _require(self, spec: ModelSpec, capability: str) -> None:
+        entry = self.pool.entries[spec.name]
+        if entry.state == "failed" and not self.pool.retry_due(spec.name):
+            raise ModelLoadError(entry.error or "load failed")
+        if spec.problem and entry.state != "resident":
+            raise ModelLoadError(f"model {spec.name!r} is unavailable: {spec.problem}; "
+                                 f"fix its folder and POST /v1/models/{spec.name}/load")
         if capability not in spec.capabilities:
             raise UnsupportedOutput(f"model {spec.name!r} ({spec.task}) cannot give {capability!r}; "
                                     f"it gives {list(spec.capabilities)}")
 
     def _text_tokenizer(self, spec: ModelSpec) -> TextTokenizer:
         """Tokenizers are small and kept for every known model, resident or not."""
-        key = (spec.name, "text")
-        if key not in self._tokenizers:
-            self._tokenizers[key] = TextTokenizer(spec.path, spec.max_length)
-        return self._tokenizers[key]
+        return self._cached_tokenizer(spec, "text", lambda: TextTokenizer(spec.path, spec.max_length))
 
     def _colbert_tokenizer(self, spec: ModelSpec) -> ColbertTokenizer:
-        key = (spec.name, "colbert")
+        return self._cached_tokenizer(spec, "colbert", lambda: ColbertTokenizer(spec.path, spec.colbert, spec.max_length))
+
+    def _cached_tokenizer(self, spec: ModelSpec, kind: str, build):
+        key = (spec.name, kind)
         if key not in self._tokenizers:
-            self._tokenizers[key] = ColbertTokenizer(spec.path, spec.colbert, spec.max_length)
+            try:
+                self._tokenizers[key] = build()
+            except Exception as error:  # a missing or broken tokenizer.json fails this model only
+                raise ModelLoadError(f"model {spec.name!r}: cannot read its tokenizer: {error}") from error
         return self._tokenizers[key]
 
     def _rerank_prompts(self, spec: ModelSpec, query: str, documents: list[str], truncate: bool) -> list[Tokenized]:
@@ -365,6 +374,17 @@ class Engine:
         return await job.future
 
     def _load_model(self, spec: ModelSpec) -> ServedModel:
+        if spec.problem:  # re-read the folder: it may have been fixed since start-up
+            try:
+                spec = replace(spec_from_folder(spec.name, spec.path, spec.source), pin=spec.pin)
+            except (EngineError, OSError, ValueError) as error:
+                raise ModelLoadError(f"model {spec.name!r}: {getattr(error, 'message', error)}") from error
+            if spec.problem:
+                raise ModelLoadError(f"model {spec.name!r}: {spec.problem}")
+            # the folder is readable now: serve it from here on (single assignments, safe across threads)
+            self.specs[spec.name] = self.pool.entries[spec.name].spec = spec
+            self._tokenizers.pop((spec.name, "text"), None)
+            self._tokenizers.pop((spec.name, "colbert"), None)
         if find_architecture(spec.model_type, spec.architectures) is None:
             return FallbackModel.load(spec, self.device, self.dtype)
         return ServedModel.load(spec, self.device, self.dtype, (self.attention_name, self._attention))

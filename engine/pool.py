@@ -39,6 +39,10 @@ def footprint(spec: ModelSpec, element_size: int) -> int:
     return weights + max(int(weights * RESERVE_FRACTION), RESERVE_MINIMUM)
 
 
+def footprint_of_loaded(served: ServedModel) -> int:
+    return served.resident_bytes + max(int(served.resident_bytes * RESERVE_FRACTION), RESERVE_MINIMUM)
+
+
 @dataclass(eq=False)
 class PoolEntry:
     spec: ModelSpec
@@ -71,7 +75,9 @@ class ModelPool:
         self._has_work = has_work
         self._changed = asyncio.Event()  # set when a lease is released or a load ends
         for entry in self.entries.values():
-            if entry.bytes > budget:
+            if entry.spec.problem:  # unreadable at start-up: failed now, retried after the cooldown
+                entry.state, entry.error, entry.failed_at = "failed", entry.spec.problem, time.monotonic()
+            elif entry.bytes > budget:
                 entry.state, entry.permanent_failure = "failed", True
                 entry.error = (f"model {entry.spec.name!r} needs {format_size(entry.bytes)} but the memory budget "
                                f"is {format_size(budget)}")
@@ -141,7 +147,7 @@ class ModelPool:
                 await self._changed.wait()  # a lease ended or a load finished
             from_host = entry.state == "host"
             entry.state = "loading"
-            parked = [self._evict(victim, "lru") for victim in victims]
+            parked = [served for victim in victims if (served := self._evict(victim, "lru")) is not None]
             started = time.perf_counter()
             loop = asyncio.get_running_loop()
             served = await loop.run_in_executor(self.executor, self._load_or_restore, entry, from_host, parked)
@@ -156,6 +162,8 @@ class ModelPool:
             self._observer.model_load_failed(name)
             raise ModelLoadError(entry.error) from error
         entry.served, entry.state, entry.error = served, "resident", None
+        # a folder unreadable at start-up had no size estimate: count what actually loaded
+        entry.bytes = max(entry.bytes, footprint_of_loaded(served))
         entry.loads += 1
         entry.loading = None
         entry.last_used = time.time()
@@ -211,9 +219,9 @@ class ModelPool:
             entry.state, entry.served = "disk", None
 
     def unload(self, name: str) -> bool:
-        """Operator unload: move to the host tier (or disk) unless leased or loading."""
+        """Operator unload: move to the host tier (or disk) unless pinned, leased or loading."""
         entry = self.entries[name]
-        if entry.state != "resident" or entry.leases:
+        if entry.state != "resident" or entry.leases or entry.pinned:
             return False
         served = self._evict(entry, "operator")
         if served is not None:

@@ -91,8 +91,9 @@ class ServedModel:
             network.load_state_dict(architecture.map_weights(checkpoint, spec.config), strict=True, assign=True)
             head = _build_head(spec, architecture, checkpoint)
             dense = DenseStack(spec.dense_layers) if spec.dense_layers else None
-        except (OSError, KeyError, RuntimeError, ValueError) as error:
-            raise ModelLoadError(f"model {spec.name!r}: cannot load from {spec.path}: {error}") from error
+        except Exception as error:  # corrupt or mismatched files: one clear error, whatever the library raised
+            raise ModelLoadError(f"model {spec.name!r}: cannot load from {spec.path}: "
+                                 f"{type(error).__name__}: {error}") from error
         for module in (network, head, dense):
             if module is not None:
                 module.to(device=device, dtype=dtype).eval()

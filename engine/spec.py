@@ -88,6 +88,7 @@ class ModelSpec:
     dense_layers: tuple[DenseLayer, ...] = ()
     colbert: ColbertSettings | None = None
     instruction: str = ""  # causal rerankers: the task instruction in the prompt
+    problem: str | None = None  # why the folder could not be read; loading it fails with this
 
     @property
     def capabilities(self) -> tuple[str, ...]:
@@ -127,9 +128,16 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def safetensors_header(path: Path) -> dict[str, Any]:
     """The JSON header of a safetensors file: tensor names, dtypes and shapes."""
+    size = path.stat().st_size
     with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        return json.loads(f.read(length))
+        prefix = f.read(8)
+        (length,) = struct.unpack("<Q", prefix) if len(prefix) == 8 else (size,)
+        if length > size - 8:
+            raise ValueError(f"{path} is not a safetensors file (corrupt header)")
+        try:
+            return json.loads(f.read(length))
+        except ValueError as error:
+            raise ValueError(f"{path} is not a safetensors file (corrupt header: {error})") from None
 
 
 def _count_parameters(files: list[Path]) -> tuple[int, int]:
@@ -265,7 +273,11 @@ def spec_from_folder(name: str, folder: str | os.PathLike, source: str | None = 
         raise ModelNotFound(f"model {name!r}: no config.json in {folder}")
     config = read_json(folder / "config.json")
     weight_files = sorted(folder.glob("*.safetensors"))
-    elements, nbytes = _count_parameters(weight_files)
+    problem = None
+    try:
+        elements, nbytes = _count_parameters(weight_files)
+    except (OSError, ValueError, KeyError) as error:  # served as `failed`, with the reason
+        elements, nbytes, problem = 0, 0, str(error)
     modules = _sentence_transformers_modules(folder)
     pooling = "cls"  # plain HF encoders without a sentence-transformers config: CLS, like TEI
     if "Pooling" in modules and (modules["Pooling"] / "config.json").exists():
@@ -296,9 +308,16 @@ def spec_from_folder(name: str, folder: str | os.PathLike, source: str | None = 
         multi_label=config.get("problem_type") == "multi_label_classification",
         dense_layers=dense_layers,
         colbert=colbert,
+        problem=problem,
     )
     spec.validate()
     return spec
+
+
+def unreadable_spec(name: str, path: str | os.PathLike, problem: str, source: str | None = None) -> ModelSpec:
+    """A catalog entry whose folder is missing or unreadable: known by name, served as
+    `failed` with `problem` as the reason, so the rest of the catalog still serves."""
+    return ModelSpec(name=name, path=Path(path), source=source, problem=problem)
 
 
 def hub_cache_dirs() -> list[Path]:
