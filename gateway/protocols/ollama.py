@@ -1,4 +1,4 @@
-"""Ollama: POST /api/embed and GET /api/tags, with Ollama's `{"error": "..."}` bodies.
+"""Ollama: POST /api/embed (and the older /api/embeddings) and GET /api/tags, with Ollama's `{"error": "..."}` bodies.
 Chroma's OllamaEmbeddingFunction and Weaviate's text2vec-ollama point here."""
 
 from __future__ import annotations
@@ -36,6 +36,17 @@ class EmbedResponse(msgspec.Struct):
     total_duration: int
     load_duration: int
     prompt_eval_count: int
+
+
+class LegacyEmbeddingsRequest(msgspec.Struct):
+    model: str
+    prompt: str
+    keep_alive: Any = None
+    options: dict | None = None
+
+
+class LegacyEmbeddingsResponse(msgspec.Struct):
+    embedding: list[float]
 
 
 class ModelDetails(msgspec.Struct):
@@ -86,6 +97,13 @@ class OllamaController(Controller):
         body = EmbedResponse(spec.name, result.embeddings.tolist(), time.perf_counter_ns() - started, 0,
                              result.input_tokens)
         return respond(request, body)
+
+    @post("/embeddings", status_code=200, summary="Ollama's older single-prompt embeddings")
+    async def embeddings(self, request: Request, data: LegacyEmbeddingsRequest,
+                         engine: Engine) -> Response[LegacyEmbeddingsResponse]:
+        spec = note_model(request, engine, data.model)
+        result = await engine.encode(spec.name, _texts(data.prompt), deadline=deadline_from(request))
+        return respond(request, LegacyEmbeddingsResponse(result.embeddings[0].tolist()))
 
     @get("/tags", summary="Ollama's model list")
     async def list_models(self, request: Request, engine: Engine, started_at: int) -> Response[Tags]:

@@ -203,6 +203,8 @@ def test_ollama_embed_and_tags(http, reference):
     _close(payload["embeddings"], reference)
     single = http.post("/api/embed", json={"model": MODEL, "input": TEXTS[0]}).json()
     _close(single["embeddings"], reference[:1])
+    legacy = http.post("/api/embeddings", json={"model": MODEL, "prompt": TEXTS[2]}).json()
+    _close(legacy["embedding"], reference[2])
     names = [m["name"] for m in http.get("/api/tags").json()["models"]]
     assert names == [MODEL, "rerank", "intent", "splade", "colbert"]
 
@@ -281,6 +283,7 @@ BAD = [
     ("POST", "/api/embed", {"model": MODEL, "input": 5}, 422, "ollama"),
     ("POST", "/api/embed", {"model": "nope", "input": "a"}, 404, "ollama"),
     ("POST", "/api/embed", {"model": MODEL, "input": "word " * 400, "truncate": False}, 422, "ollama"),
+    ("POST", "/api/embeddings", {"model": MODEL, "prompt": ""}, 422, "ollama"),
     ("POST", f"/weaviate/{MODEL}/vectors", b"{", 400, "weaviate"),
     ("POST", f"/weaviate/{MODEL}/vectors", {"text": ""}, 422, "weaviate"),
     ("POST", f"/weaviate/{MODEL}/vectors", {"dims": 0}, 422, "weaviate"),
