@@ -143,7 +143,7 @@ class Engine:
         self._accepting = False
 
     def set_observer(self, observer: EngineObserver) -> None:
-        self.observer = self.pool._observer = observer
+        self.observer = self.pool.observer = observer
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -164,6 +164,8 @@ class Engine:
         deadline = time.monotonic() + drain_seconds
         while not self.scheduler.empty() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        for task in self._swaps:
+            task.cancel()
         if self._worker:
             self._worker.cancel()
             try:

@@ -71,7 +71,7 @@ class ModelPool:
         self.host_budget = host_budget
         self.executor: Executor | None = None  # the loader thread, set by Engine.start()
         self._load = load
-        self._observer = observer
+        self.observer = observer
         self._has_work = has_work
         self._changed = asyncio.Event()  # set when a lease is released or a load ends
         for entry in self.entries.values():
@@ -120,12 +120,12 @@ class ModelPool:
         """Make a model resident (single-flight) without leasing it."""
         entry = self.entries[name]
         if entry.state == "resident":
-            self._observer.pool_lookup("hit")
+            self.observer.pool_lookup("hit")
             return entry.served
         if entry.loading is None:
             if entry.state == "failed" and not self.retry_due(name):
                 raise ModelLoadError(entry.error or "load failed")
-            self._observer.pool_lookup("host" if entry.state == "host" else "miss")
+            self.observer.pool_lookup("host" if entry.state == "host" else "miss")
             entry.loading = asyncio.ensure_future(self._bring_in(entry, wait_for_room))
         return await asyncio.shield(entry.loading)
 
@@ -159,7 +159,7 @@ class ModelPool:
                 raise
             entry.state, entry.failed_at, entry.served = "failed", time.monotonic(), None
             entry.error = error.message if isinstance(error, ModelLoadError) else f"{type(error).__name__}: {error}"
-            self._observer.model_load_failed(name)
+            self.observer.model_load_failed(name)
             raise ModelLoadError(entry.error) from error
         entry.served, entry.state, entry.error = served, "resident", None
         # a folder unreadable at start-up had no size estimate: count what actually loaded
@@ -167,7 +167,7 @@ class ModelPool:
         entry.loads += 1
         entry.loading = None
         entry.last_used = time.time()
-        self._observer.model_loaded(name, time.perf_counter() - started, "host" if from_host else "disk")
+        self.observer.model_loaded(name, time.perf_counter() - started, "host" if from_host else "disk")
         self._changed.set()
         return served
 
@@ -201,7 +201,7 @@ class ModelPool:
     def _evict(self, entry: PoolEntry, reason: str) -> ServedModel | None:
         """Bookkeeping on the loop; returns the model whose weights go to the host tier."""
         entry.evictions += 1
-        self._observer.model_evicted(entry.spec.name, reason)
+        self.observer.model_evicted(entry.spec.name, reason)
         served = entry.served
         if entry.bytes <= self.host_budget:
             self._trim_host(self.host_budget - entry.bytes)
