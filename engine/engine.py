@@ -36,6 +36,9 @@ from .tokenize import TextTokenizer, Tokenized
 log = logging.getLogger("shoal.engine")
 
 OUTPUTS = ("dense", "sparse", "multivector")
+# Large enough that a vector database's bulk import (Weaviate sends one object per
+# request and does not retry a 429) queues instead of failing; the deadline bounds the wait.
+DEFAULT_QUEUE_TOKENS = 2**20
 QWEN3_RERANK_PREFIX = ("<|im_start|>system\nJudge whether the Document meets the requirements based on the Query "
                        "and the Instruct provided. Note that the answer can only be \"yes\" or \"no\".<|im_end|>\n"
                        "<|im_start|>user\n")
@@ -60,12 +63,13 @@ class EngineConfig:
     device: str = "auto"
     dtype: str = "auto"
     max_batch_tokens: int | None = None  # default: 16384 on CUDA, 4096 on CPU
-    max_queue_tokens: int | None = None  # default: 32 batches' worth
+    max_queue_tokens: int | None = None  # default: 2**20 tokens (minutes of CPU work, seconds on a GPU)
     max_inputs_per_request: int = 2048
     attention: str | None = None  # force a backend (tests)
     memory_budget: int | None = None  # device bytes for models; None: a safe fraction of free memory
     host_cache: int | None = None  # host bytes for evicted models' weights; None: same as the budget
     swap_age_seconds: float = 0.1  # how long a cold model's request may wait while resident models have work
+    default_deadline_seconds: float | None = 120.0  # for requests that set none; None: no deadline
     tokenizer_threads: int = max(1, min(4, (os.cpu_count() or 2)))
 
 
@@ -127,7 +131,7 @@ class Engine:
         self.attention_name, self._attention = select_backend(self.device, config.attention)
         default_budget = 16384 if self.device.type == "cuda" else 4096
         self.max_batch_tokens = config.max_batch_tokens or default_budget
-        self.scheduler = Scheduler(self.max_batch_tokens, config.max_queue_tokens or 32 * self.max_batch_tokens)
+        self.scheduler = Scheduler(self.max_batch_tokens, config.max_queue_tokens or DEFAULT_QUEUE_TOKENS)
         self.specs = {spec.name: spec for spec in specs}
         self._aliases = {spec.source: spec.name for spec in specs if spec.source and spec.source not in self.specs}
         self._tokenizers: dict[tuple[str, str], Any] = {}
@@ -364,6 +368,8 @@ class Engine:
     async def _submit(self, model: str, kind: str, items, finish, deadline: float | None) -> Any:
         if not self._accepting:
             raise NotReady("the server is shutting down")
+        if deadline is None and self.config.default_deadline_seconds:
+            deadline = time.monotonic() + self.config.default_deadline_seconds
         if deadline is not None and deadline < time.monotonic():
             raise DeadlineExceeded("deadline passed before the request was queued")
         job = Job(model, kind, items, asyncio.get_running_loop().create_future(), finish, deadline)
@@ -455,8 +461,8 @@ class Engine:
             self._work.set()
 
     async def _forward_with_recovery(self, served: ServedModel, batch: Batch):
-        """Out of device memory: evict idle models, split the batch and retry; only a single
-        input that still does not fit fails."""
+        """Out of device memory: evict idle models, split the batch and retry each half; an
+        input that does not fit even alone fails its own request, and only that one."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._device_thread, self._forward, served, batch)
@@ -465,15 +471,13 @@ class Engine:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             if len(batch.items) == 1:
-                raise EngineError("out of device memory even for a single input of this request") from None
+                return [Failed(EngineError("out of device memory even for this input alone"))]
             log.warning("out of memory: splitting the batch", extra={"model": batch.model, "items": len(batch.items)})
             middle = len(batch.items) // 2
-            halves = [Batch(batch.model, batch.kind, batch.items[:middle]),
-                      Batch(batch.model, batch.kind, batch.items[middle:])]
-            first, second = [await self._forward_with_recovery(served, half) for half in halves]
-            if isinstance(first, np.ndarray):
-                return np.concatenate([first, second])
-            return list(first) + list(second)
+            outputs = []
+            for half in (batch.items[:middle], batch.items[middle:]):
+                outputs.extend(await self._forward_with_recovery(served, Batch(batch.model, batch.kind, half)))
+            return outputs
 
     def _forward(self, served: ServedModel, batch: Batch):
         items = [item.tokenized for item in batch.items]
@@ -497,6 +501,9 @@ class Engine:
             job = item.job
             if job.future.done():
                 continue
+            if isinstance(output, Failed):
+                job.future.set_exception(output.error)
+                continue
             job.outputs[item.index] = output
             job.remaining -= 1
             if job.remaining == 0:
@@ -510,6 +517,13 @@ class Engine:
         for item in batch.items:
             if not item.job.future.done():
                 item.job.future.set_exception(error)
+
+
+@dataclass(frozen=True)
+class Failed:
+    """In a batch's outputs: this item could not be computed (its request fails alone)."""
+
+    error: EngineError
 
 
 def default_memory_budget(device: torch.device) -> int:

@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-batch-tokens", type=int, default=_int_env("max_batch_tokens"),
                        help="token budget per forward batch (default 16384 on CUDA, 4096 on CPU)")
     serve.add_argument("--max-queue-tokens", type=int, default=_int_env("max_queue_tokens"),
-                       help="queued tokens before new requests get 429 (default 32 batches)")
+                       help="queued tokens before new requests get 429 (default 1048576)")
+    serve.add_argument("--deadline-seconds", type=float, default=float(_env("deadline_seconds", 120)),
+                       help="deadline for requests without X-Shoal-Deadline-Ms (0: none)")
     serve.add_argument("--max-inputs", type=int, default=int(_env("max_inputs", 2048)),
                        help="inputs per request")
     serve.add_argument("--max-body-size", default=_env("max_body_size", "32MiB"), metavar="SIZE")
@@ -99,7 +101,8 @@ def serve(args: argparse.Namespace) -> None:
     config = EngineConfig(device=args.device, dtype=args.dtype, max_batch_tokens=args.max_batch_tokens,
                           max_queue_tokens=args.max_queue_tokens, max_inputs_per_request=args.max_inputs,
                           memory_budget=parse_size(args.memory_budget) if args.memory_budget else None,
-                          host_cache=parse_size(args.host_cache) if args.host_cache else None)
+                          host_cache=parse_size(args.host_cache) if args.host_cache else None,
+                          default_deadline_seconds=args.deadline_seconds or None)
     engine = Engine(specs, config)
     preload = tuple(spec.name for spec in specs if spec.pin) or ((specs[0].name,) if len(specs) == 1 else ())
     settings = GatewaySettings(api_keys=api_keys(args), max_body_bytes=parse_size(args.max_body_size),

@@ -111,7 +111,8 @@ async def test_expired_deadlines_fail_with_504_before_the_device(minilm_spec):
     try:
         await engine.load(minilm_spec.name)
         blocker = asyncio.create_task(engine.encode(minilm_spec.name, ["word " * 250] * 8))
-        await asyncio.sleep(0)
+        while engine.scheduler.empty():  # the blocker's eight batches are queued ahead
+            await asyncio.sleep(0.001)
         late = engine.encode(minilm_spec.name, ["too late"], deadline=time.monotonic() + 0.001)
         with pytest.raises(DeadlineExceeded):
             await late
@@ -119,3 +120,38 @@ async def test_expired_deadlines_fail_with_504_before_the_device(minilm_spec):
     finally:
         await engine.stop()
     assert sum(sequences for sequences, _ in recorder.batches) == 8  # the expired input never ran
+
+
+async def test_out_of_memory_splits_the_batch_and_fails_only_what_cannot_fit(minilm_spec, monkeypatch):
+    """A real out-of-memory needs a GPU; here the forward pass raises torch's OOM error for
+    batches over 200 tokens, as a small card would."""
+    import torch
+
+    from engine import EngineError
+
+    engine = Engine([minilm_spec], EngineConfig(device="cpu", dtype="float32", max_batch_tokens=4096))
+    await engine.start()
+    try:
+        name = minilm_spec.name
+        texts = ["word " * 40 + str(i) for i in range(8)]  # ~43 tokens each, ~340 in one batch
+        expected = (await engine.encode(name, texts)).embeddings
+        served = engine.pool.entries[name].served
+        real_embed, batch_sizes = served.embed, []
+
+        def embed_on_a_small_card(items):
+            batch_sizes.append(len(items))
+            if sum(len(item.ids) for item in items) > 200:
+                raise torch.OutOfMemoryError("simulated: CUDA out of memory")
+            return real_embed(items)
+
+        monkeypatch.setattr(served, "embed", embed_on_a_small_card)
+        recovered = await engine.encode(name, texts)
+        np.testing.assert_allclose(recovered.embeddings, expected, atol=1e-5)
+        assert batch_sizes[0] == 8 and max(batch_sizes[1:]) <= 4  # split, then retried
+
+        too_big, fine = await asyncio.gather(engine.encode(name, ["word " * 300]), engine.encode(name, ["small"]),
+                                             return_exceptions=True)
+        assert isinstance(too_big, EngineError) and "out of device memory" in too_big.message
+        assert fine.embeddings.shape == (1, 384)  # other requests keep being served
+    finally:
+        await engine.stop()

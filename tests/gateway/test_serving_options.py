@@ -79,7 +79,8 @@ def test_deadline_header_gives_504_when_work_waits_too_long(minilm_spec):
     async def run(url):
         async with httpx.AsyncClient(base_url=url, timeout=60) as c:
             slow = asyncio.create_task(c.post("/v1/encode", json={"model": MODEL, "inputs": ["word " * 250] * 16}))
-            await asyncio.sleep(0.2)  # the slow request is on the device now
+            while 'shoal_queue_depth{model="all-MiniLM-L6-v2"} 0.0' in (await c.get("/metrics")).text:
+                await asyncio.sleep(0.01)  # until the slow request's batches are queued ahead
             late = c.post("/v1/encode", json={"model": MODEL, "inputs": ["hurry"]}, headers={"x-shoal-deadline-ms": "1"})
             return await asyncio.gather(slow, late)
 
