@@ -14,6 +14,25 @@ from ..weights import pick_renamed, strip_prefix
 
 
 
+# BertLayer's parameters -> checkpoint names within one layer; q, k and v are fused.
+BERT_LAYER_NAMES = {
+    "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+    "attn_out": "attention.output.dense", "attn_norm": "attention.output.LayerNorm",
+    "up": "intermediate.dense", "down": "output.dense", "mlp_norm": "output.LayerNorm",
+}
+
+
+def layer_weights(w: dict[str, torch.Tensor], source: str, target: str, names: dict[str, str]) -> dict[str, torch.Tensor]:
+    """One post-LN layer's checkpoint tensors under BertLayer's names, with Q, K, V fused.
+    BERT, DistilBERT and MPNet share the layer and differ only in `names`."""
+    mapped = {}
+    for kind in ("weight", "bias"):
+        mapped[f"{target}qkv.{kind}"] = torch.cat([w[f"{source}{names[p]}.{kind}"] for p in ("q", "k", "v")])
+        for part in ("attn_out", "attn_norm", "up", "down", "mlp_norm"):
+            mapped[f"{target}{part}.{kind}"] = w[f"{source}{names[part]}.{kind}"]
+    return mapped
+
+
 class BertLayer(nn.Module):
     def __init__(self, hidden: int, heads: int, intermediate: int, eps: float, activation: str):
         super().__init__()
@@ -75,16 +94,7 @@ class BertEncoder(nn.Module):
             "embed_norm.bias": w["embeddings.LayerNorm.bias"],
         }
         for i in range(config["num_hidden_layers"]):
-            src, dst = f"encoder.layer.{i}.", f"layers.{i}."
-            for kind in ("weight", "bias"):
-                mapped[dst + f"qkv.{kind}"] = torch.cat(
-                    [w[src + f"attention.self.{part}.{kind}"] for part in ("query", "key", "value")]
-                )
-                mapped[dst + f"attn_out.{kind}"] = w[src + f"attention.output.dense.{kind}"]
-                mapped[dst + f"attn_norm.{kind}"] = w[src + f"attention.output.LayerNorm.{kind}"]
-                mapped[dst + f"up.{kind}"] = w[src + f"intermediate.dense.{kind}"]
-                mapped[dst + f"down.{kind}"] = w[src + f"output.dense.{kind}"]
-                mapped[dst + f"mlp_norm.{kind}"] = w[src + f"output.LayerNorm.{kind}"]
+            mapped.update(layer_weights(w, f"encoder.layer.{i}.", f"layers.{i}.", BERT_LAYER_NAMES))
         return mapped
 
     @staticmethod

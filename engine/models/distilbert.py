@@ -13,9 +13,14 @@ from ..attention import AttentionFn
 from ..batch import PackedBatch
 from ..heads import HeadWeights
 from ..weights import pick_renamed, strip_prefix
-from .bert import BertLayer
+from .bert import BertLayer, layer_weights
 
 EPS = 1e-12  # DistilBERT hard-codes its LayerNorm epsilon
+DISTILBERT_LAYER_NAMES = {
+    "q": "attention.q_lin", "k": "attention.k_lin", "v": "attention.v_lin",
+    "attn_out": "attention.out_lin", "attn_norm": "sa_layer_norm",
+    "up": "ffn.lin1", "down": "ffn.lin2", "mlp_norm": "output_layer_norm",
+}
 
 
 def sinusoidal_positions(positions: int, dim: int) -> torch.Tensor:
@@ -67,16 +72,7 @@ class DistilBertEncoder(nn.Module):
             "embed_norm.bias": w["embeddings.LayerNorm.bias"],
         }
         for i in range(config["n_layers"]):
-            src, dst = f"transformer.layer.{i}.", f"layers.{i}."
-            for kind in ("weight", "bias"):
-                mapped[dst + f"qkv.{kind}"] = torch.cat(
-                    [w[src + f"attention.{part}_lin.{kind}"] for part in ("q", "k", "v")]
-                )
-                mapped[dst + f"attn_out.{kind}"] = w[src + f"attention.out_lin.{kind}"]
-                mapped[dst + f"attn_norm.{kind}"] = w[src + f"sa_layer_norm.{kind}"]
-                mapped[dst + f"up.{kind}"] = w[src + f"ffn.lin1.{kind}"]
-                mapped[dst + f"down.{kind}"] = w[src + f"ffn.lin2.{kind}"]
-                mapped[dst + f"mlp_norm.{kind}"] = w[src + f"output_layer_norm.{kind}"]
+            mapped.update(layer_weights(w, f"transformer.layer.{i}.", f"layers.{i}.", DISTILBERT_LAYER_NAMES))
         return mapped
 
     @staticmethod

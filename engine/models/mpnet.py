@@ -29,12 +29,17 @@ from torch import nn
 from ..attention import AttentionFn
 from ..batch import PackedBatch
 from ..heads import HeadWeights
-from ..weights import pick_renamed, strip_prefix
-from .bert import BertLayer
-from .xlm_roberta import lm_head
+from ..weights import strip_prefix
+from .bert import BertLayer, layer_weights
+from .xlm_roberta import roberta_style_head
 
 # MPNetEncoder.compute_position_bias in transformers buckets with these constants whatever
 # the config's relative_attention_num_buckets says (which only sizes the table).
+MPNET_LAYER_NAMES = {
+    "q": "attention.attn.q", "k": "attention.attn.k", "v": "attention.attn.v",
+    "attn_out": "attention.attn.o", "attn_norm": "attention.LayerNorm",
+    "up": "intermediate.dense", "down": "output.dense", "mlp_norm": "output.LayerNorm",
+}
 NUM_BUCKETS = 32
 MAX_DISTANCE = 128
 
@@ -124,16 +129,7 @@ class MPNetEncoder(nn.Module):
             "relative_attention_bias.weight": w["encoder.relative_attention_bias.weight"],
         }
         for i in range(config["num_hidden_layers"]):
-            src, dst = f"encoder.layer.{i}.", f"layers.{i}."
-            for kind in ("weight", "bias"):
-                mapped[dst + f"qkv.{kind}"] = torch.cat(
-                    [w[src + f"attention.attn.{part}.{kind}"] for part in ("q", "k", "v")]
-                )
-                mapped[dst + f"attn_out.{kind}"] = w[src + f"attention.attn.o.{kind}"]
-                mapped[dst + f"attn_norm.{kind}"] = w[src + f"attention.LayerNorm.{kind}"]
-                mapped[dst + f"up.{kind}"] = w[src + f"intermediate.dense.{kind}"]
-                mapped[dst + f"down.{kind}"] = w[src + f"output.dense.{kind}"]
-                mapped[dst + f"mlp_norm.{kind}"] = w[src + f"output.LayerNorm.{kind}"]
+            mapped.update(layer_weights(w, f"encoder.layer.{i}.", f"layers.{i}.", MPNET_LAYER_NAMES))
         return mapped
 
     @staticmethod
@@ -141,13 +137,4 @@ class MPNetEncoder(nn.Module):
         """The task head as `dense.*` / `norm.*` / `out.*`, shaped like RoBERTa's: sequence
         classification reads the first token through classifier.dense + tanh; the MLM
         decoder is tied to the word embeddings, its bias to lm_head.bias."""
-        w = strip_prefix(checkpoint, ("mpnet.",))
-        eps = config.get("layer_norm_eps", 1e-12)
-        if task == "sequence_classification":
-            return HeadWeights(pick_renamed(w, {"classifier.dense": "dense", "classifier.out_proj": "out"}),
-                               "tanh", "cls", eps)
-        if task == "token_classification":
-            return HeadWeights(pick_renamed(w, {"classifier": "out"}), "identity", "cls", eps)
-        if task == "masked_lm":
-            return HeadWeights(lm_head(w), "gelu", "cls", eps)  # MPNetLMHead always uses exact gelu
-        raise KeyError(f"MPNet has no {task} head")
+        return roberta_style_head(strip_prefix(checkpoint, ("mpnet.",)), config, task, "MPNet")

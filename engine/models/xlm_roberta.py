@@ -48,16 +48,21 @@ class XLMRobertaEncoder(BertEncoder):
         """The task head as `dense.*` / `norm.*` / `out.*`. Sequence classification reads
         the first token (<s>) through classifier.dense + tanh (RoBERTa has no pooler in its
         task models); the MLM decoder is tied to the word embeddings, its bias to lm_head.bias."""
-        w = strip_prefix(checkpoint, PREFIXES)
-        eps = config.get("layer_norm_eps", 1e-12)
-        if task == "sequence_classification":
-            return HeadWeights(pick_renamed(w, {"classifier.dense": "dense", "classifier.out_proj": "out"}),
-                               "tanh", "cls", eps)
-        if task == "token_classification":
-            return HeadWeights(pick_renamed(w, {"classifier": "out"}), "identity", "cls", eps)
-        if task == "masked_lm":
-            return HeadWeights(lm_head(w), "gelu", "cls", eps)  # lm_head always uses exact gelu
-        raise KeyError(f"XLM-RoBERTa has no {task} head")
+        return roberta_style_head(strip_prefix(checkpoint, PREFIXES), config, task, "XLM-RoBERTa")
+
+
+def roberta_style_head(w: dict[str, torch.Tensor], config: dict, task: str, family: str) -> HeadWeights:
+    """RoBERTa's task heads (MPNet's are the same): sequence classification reads the first
+    token through classifier.dense + tanh; the MLM head always uses exact gelu."""
+    eps = config.get("layer_norm_eps", 1e-12)
+    if task == "sequence_classification":
+        return HeadWeights(pick_renamed(w, {"classifier.dense": "dense", "classifier.out_proj": "out"}),
+                           "tanh", "cls", eps)
+    if task == "token_classification":
+        return HeadWeights(pick_renamed(w, {"classifier": "out"}), "identity", "cls", eps)
+    if task == "masked_lm":
+        return HeadWeights(lm_head(w), "gelu", "cls", eps)
+    raise KeyError(f"{family} has no {task} head")
 
 
 def lm_head(w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
