@@ -30,7 +30,7 @@ from .models import find_architecture, native_family
 from .pool import ModelPool
 from .scheduler import Batch, Job, Scheduler
 from .served import ServedModel
-from .spec import INPUT_TYPES, ModelSpec, spec_from_folder
+from .spec import INPUT_TYPES, POOLING_MODES, ModelSpec, spec_from_folder
 from .tokenize import TextTokenizer, Tokenized
 
 log = logging.getLogger("shoal.engine")
@@ -193,8 +193,9 @@ class Engine:
     async def encode(self, model: str, texts: Sequence[str], input_type: str = "document", output: str = "dense",
                      dimensions: int | None = None, normalize: bool | None = None, truncate: bool = True,
                      deadline: float | None = None, top_k: int | None = None,
-                     return_labels: bool = False) -> Encoded:
-        """Embed texts. dense: one vector each (Matryoshka `dimensions`, `normalize`);
+                     return_labels: bool = False, pooling: str | None = None) -> Encoded:
+        """Embed texts. dense: one vector each (Matryoshka `dimensions`, `normalize`, and
+        `pooling` to override the model's own, e.g. for Weaviate's pooling_strategy);
         sparse: SPLADE (index, value) pairs, optionally the `top_k` largest, with
         vocabulary `labels`; multivector: ColBERT token vectors (query or document)."""
         spec = self.resolve(model)
@@ -223,7 +224,10 @@ class Engine:
         if dimensions is not None and not (isinstance(dimensions, int) and 0 < dimensions <= spec.dimension):
             raise InvalidInput(f"dimensions must be an integer from 1 to {spec.dimension} for model {spec.name!r}")
         normalize = spec.normalize if normalize is None else normalize
-        vectors = await self._submit(spec.name, "embed", items, np.stack, deadline)
+        if pooling is not None and pooling not in POOLING_MODES:
+            raise InvalidInput(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
+        kind = "embed" if pooling in (None, spec.pooling) else f"embed_{pooling}"
+        vectors = await self._submit(spec.name, kind, items, np.stack, deadline)
         return Encoded(output, finish_dense(vectors, dimensions, normalize), _tokens(items))
 
     async def score(self, model: str, query: str, documents: Sequence[str], raw_scores: bool = False,
@@ -483,6 +487,8 @@ class Engine:
         items = [item.tokenized for item in batch.items]
         if batch.kind == "embed":
             return served.embed(items)
+        if batch.kind.startswith("embed_"):
+            return served.embed(items, pooling=batch.kind.removeprefix("embed_"))
         if batch.kind == "sparse":
             return served.sparse(items)
         if batch.kind == "sequence_logits":

@@ -135,10 +135,10 @@ class ServedModel:
         return self.network(batch, self.attention), batch
 
     @torch.inference_mode()
-    def embed(self, items: list[Tokenized]) -> np.ndarray:
+    def embed(self, items: list[Tokenized], pooling: str | None = None) -> np.ndarray:
         """Pooled (and projected), un-normalised float32 vectors: [B, dimension]."""
         hidden, batch = self._hidden(items)
-        pooled = pool(hidden, batch, self.spec.pooling)
+        pooled = pool(hidden, batch, pooling or self.spec.pooling)
         if self.dense is not None:
             pooled = self.dense(pooled.to(self.dtype)).float()
         return pooled.cpu().numpy()

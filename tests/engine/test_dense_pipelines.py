@@ -54,3 +54,18 @@ async def test_pipeline_matches_sentence_transformers(tmp_path, pooling, dense, 
         np.testing.assert_allclose(ours.embeddings, expected, atol=2e-5, rtol=1e-4)
     if prompts:
         assert not np.allclose(queries.embeddings, documents.embeddings)
+
+
+async def test_per_request_pooling_override(tmp_path):
+    """Weaviate's pooling_strategy asks for mean or CLS pooling per request."""
+    reference_cls, folder = _pipeline(tiny_bert(tmp_path / "cls" / "bert", seed=6), "cls", False, True, None)
+    reference_mean, _ = _pipeline(tiny_bert(tmp_path / "mean" / "bert", seed=6), "mean", False, True, None)
+
+    async def call(engine, name):
+        return (await engine.encode(name, TEXTS, pooling="mean"), await engine.encode(name, TEXTS),
+                await engine.encode(name, TEXTS, pooling="cls"))
+
+    mean, default, cls = await with_engine(folder, call)
+    np.testing.assert_allclose(mean.embeddings, reference_mean.encode(TEXTS), atol=2e-5)
+    np.testing.assert_allclose(default.embeddings, reference_cls.encode(TEXTS), atol=2e-5)
+    np.testing.assert_array_equal(default.embeddings, cls.embeddings)
