@@ -141,6 +141,8 @@ class Engine:
         host_cache = config.host_cache if config.host_cache is not None else self.memory_budget
         self.pool = ModelPool(list(specs), self._load_model, self.element_size, self.memory_budget, host_cache,
                               self.observer, has_work=lambda name: self.queue_depth().get(name, (0, 0))[0] > 0)
+        # a load that finished (an operator's, a preload's) may unblock queued work
+        self.pool.on_change = lambda: self._work.set()
         self._swaps: set[asyncio.Task] = set()
         self._work = asyncio.Event()
         self._worker: asyncio.Task | None = None

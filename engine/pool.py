@@ -74,6 +74,7 @@ class ModelPool:
         self.observer = observer
         self._has_work = has_work
         self._changed = asyncio.Event()  # set when a lease is released or a load ends
+        self.on_change: Callable[[], None] = lambda: None  # the engine wakes its worker here
         for entry in self.entries.values():
             if entry.spec.problem:  # unreadable at start-up: failed now, retried after the cooldown
                 entry.state, entry.error, entry.failed_at = "failed", entry.spec.problem, time.monotonic()
@@ -101,6 +102,10 @@ class ModelPool:
     def is_loading(self, name: str) -> bool:
         return self.entries[name].loading is not None
 
+    def _notify(self) -> None:
+        self._changed.set()
+        self.on_change()
+
     # ---- leases --------------------------------------------------------------------
     async def acquire(self, name: str) -> ServedModel:
         """The resident model, loading it first if needed; leased until `release`."""
@@ -114,7 +119,7 @@ class ModelPool:
         entry = self.entries[name]
         entry.leases -= 1
         entry.last_used = time.time()
-        self._changed.set()
+        self._notify()
 
     async def ensure(self, name: str, wait_for_room: bool = True) -> ServedModel:
         """Make a model resident (single-flight) without leasing it."""
@@ -153,7 +158,7 @@ class ModelPool:
             served = await loop.run_in_executor(self.executor, self._load_or_restore, entry, from_host, parked)
         except Exception as error:
             entry.loading = None
-            self._changed.set()
+            self._notify()
             if isinstance(error, asyncio.CancelledError):
                 entry.state = previous_state if previous_state != "loading" else "disk"
                 raise
@@ -168,7 +173,7 @@ class ModelPool:
         entry.loading = None
         entry.last_used = time.time()
         self.observer.model_loaded(name, time.perf_counter() - started, "host" if from_host else "disk")
-        self._changed.set()
+        self._notify()
         return served
 
     def _load_or_restore(self, entry: PoolEntry, from_host: bool, parked: list[ServedModel]) -> ServedModel:
@@ -226,7 +231,7 @@ class ModelPool:
         served = self._evict(entry, "operator")
         if served is not None:
             served.to_host()
-        self._changed.set()
+        self._notify()
         return True
 
     def evict_idle(self, reason: str, keep: str | None = None) -> int:

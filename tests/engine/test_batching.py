@@ -155,3 +155,16 @@ async def test_out_of_memory_splits_the_batch_and_fails_only_what_cannot_fit(min
         assert fine.embeddings.shape == (1, 384)  # other requests keep being served
     finally:
         await engine.stop()
+
+
+async def test_requests_that_arrive_during_a_preload_are_served(minilm_spec):
+    engine = Engine([minilm_spec], EngineConfig(device="cpu", dtype="float32"))
+    await engine.start()
+    try:
+        preload = asyncio.create_task(engine.load(minilm_spec.name))
+        await asyncio.sleep(0)  # the load is in flight when the request comes
+        result = await asyncio.wait_for(engine.encode(minilm_spec.name, ["during the preload"]), timeout=60)
+        await preload
+    finally:
+        await engine.stop()
+    assert result.embeddings.shape == (1, 384)
