@@ -128,3 +128,25 @@ async def test_ollama_async_sdk(live, reference):
 
     response = await ollama.AsyncClient(host=live[0].url).embed(model=MODEL, input=TEXTS)
     _close(response.embeddings, reference)
+
+
+def test_sdks_with_api_keys(minilm_spec):
+    """With keys configured, the SDKs' bearer must match one; a wrong key is a 401 the SDK reads."""
+    import cohere
+    import openai
+
+    from gateway.app import GatewaySettings
+
+    engine = Engine([minilm_spec], EngineConfig(device="cpu", dtype="float32"))
+    with LiveServer(engine, GatewaySettings(api_keys=("secret-key",))) as server:
+        good = openai.OpenAI(base_url=server.url + "/v1", api_key="secret-key", max_retries=0)
+        assert len(good.embeddings.create(model=MODEL, input="a").data[0].embedding) == 384
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=server.url + "/v1", api_key="wrong", max_retries=0).embeddings.create(
+                model=MODEL, input="a")
+        co = cohere.ClientV2(api_key="secret-key", base_url=server.url)
+        assert len(co.embed(model=MODEL, texts=["a"], input_type="search_query",
+                            embedding_types=["float"]).embeddings.float_[0]) == 384
+        with pytest.raises(cohere.errors.UnauthorizedError):
+            cohere.ClientV2(api_key="wrong", base_url=server.url).embed(
+                model=MODEL, texts=["a"], input_type="search_query", embedding_types=["float"])
