@@ -41,9 +41,10 @@ def module_env(base_url: str, embedder: str | None = None, reranker: str | None 
 def transformers_vectors(base_url: str, model: str, name: str | None = None, pooling: str = "masked_mean",
                          dimensions: int | None = None, source_properties: list[str] | None = None,
                          vector_index_config: Any = None):
-    """`Configure.Vectors.text2vec_transformers` pointed at `/weaviate/{model}`. `pooling`
-    must be the model's own pooling ("masked_mean" for mean-pooled models, "cls" for CLS):
-    Shoal refuses a pooling the model was not trained with."""
+    """`Configure.Vectors.text2vec_transformers` pointed at `/weaviate/{model}`. Weaviate sends
+    `pooling` with every request and Shoal pools that way ("masked_mean" or "cls"): use the
+    model's own pooling ("cls" for CLS-pooled models such as BGE) to get the vectors it was
+    trained to give."""
     from weaviate.classes.config import Configure
 
     return Configure.Vectors.text2vec_transformers(name=name, inference_url=module_url(base_url, model),

@@ -80,19 +80,14 @@ def _input_type(config: VectorizeConfig) -> str:
     return TASK_TYPES[config.task_type]
 
 
-def _check_pooling(config: VectorizeConfig, model_pooling: str, model: str) -> None:
-    """The engine pools as the model was trained; a request may only name that pooling."""
+def _pooling(config: VectorizeConfig) -> str | None:
+    """Weaviate's pooling_strategy as the engine's per-request pooling (None: the model's own)."""
     if not config.pooling_strategy:
-        return
-    wanted = POOLINGS.get(config.pooling_strategy)
-    if wanted is None:
+        return None
+    if config.pooling_strategy not in POOLINGS:
         raise ApiError(422, "invalid_request", f"config.pooling_strategy must be one of {sorted(POOLINGS)}, "
                                                f"got {config.pooling_strategy!r}")
-    if wanted != model_pooling:
-        raise ApiError(422, "invalid_request",
-                       f"model {model!r} pools with {model_pooling!r}; pooling_strategy "
-                       f"{config.pooling_strategy!r} is not available per request (leave it unset or "
-                       f"set it to the model's pooling)")
+    return POOLINGS[config.pooling_strategy]
 
 
 class WeaviateController(Controller):
@@ -120,15 +115,15 @@ class WeaviateController(Controller):
         spec = note_model(request, engine, model)
         config = data.config or VectorizeConfig()
         input_type = _input_type(config)
-        _check_pooling(config, spec.pooling, spec.name)
+        pooling = _pooling(config)
         if data.texts is not None:
             texts = data.texts
         elif data.text is not None:
             texts = [data.text]
         else:
             raise ApiError(422, "invalid_request", "the body needs `text` (a string) or `texts` (a list of strings)")
-        result = await engine.encode(spec.name, texts, input_type=input_type,
-                                     dimensions=config.dimensions or None, deadline=deadline_from(request))
+        result = await engine.encode(spec.name, texts, input_type=input_type, dimensions=config.dimensions or None,
+                                     pooling=pooling, deadline=deadline_from(request))
         vectors = result.embeddings.tolist()
         dims = result.embeddings.shape[1]
         if data.texts is not None:

@@ -287,7 +287,6 @@ BAD = [
     ("POST", f"/weaviate/{MODEL}/vectors", b"{", 400, "weaviate"),
     ("POST", f"/weaviate/{MODEL}/vectors", {"text": ""}, 422, "weaviate"),
     ("POST", f"/weaviate/{MODEL}/vectors", {"dims": 0}, 422, "weaviate"),
-    ("POST", f"/weaviate/{MODEL}/vectors", {"text": "a", "config": {"pooling_strategy": "cls"}}, 422, "weaviate"),
     ("POST", f"/weaviate/{MODEL}/vectors", {"text": "a", "config": {"pooling_strategy": "max"}}, 422, "weaviate"),
     ("POST", f"/weaviate/{MODEL}/vectors", {"text": "a", "config": {"task_type": "image"}}, 422, "weaviate"),
     ("POST", f"/weaviate/{MODEL}/vectors", {"text": "a", "config": {"dimensions": 999}}, 422, "weaviate"),

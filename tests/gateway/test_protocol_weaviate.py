@@ -112,6 +112,21 @@ def test_transformers_vectorize_one_text(live, minilm_reference, name):
     np.testing.assert_allclose(body["vector"], expected, atol=1e-4)
 
 
+def test_transformers_cls_pooling_strategy(live, minilm_reference):
+    """pooling_strategy "cls" pools the [CLS] token instead of the model's mean (then normalises, as the model does)."""
+    spec = fixture("text2vec-transformers")
+    request = spec["requests"]["cls_pooling"]
+    base = fill(spec["base"], gateway=live[0].url, model=MODEL)
+    response = send(base + request["path"], "POST", spec["headers"], request["raw_body"].encode())
+    assert response.status_code == 200, response.text
+    text = json.loads(request["raw_body"])["text"]
+    tokens = minilm_reference.encode([text], output_value="token_embeddings")[0]
+    cls = tokens[0].numpy() if hasattr(tokens[0], "numpy") else np.asarray(tokens[0])
+    np.testing.assert_allclose(response.json()["vector"], cls / np.linalg.norm(cls), atol=1e-4)
+    mean = minilm_reference.encode([text], normalize_embeddings=True)[0]
+    assert float(np.dot(response.json()["vector"], mean)) < 0.99  # really a different pooling
+
+
 def test_transformers_batch_format(live, minilm_reference):
     spec = fixture("text2vec-transformers")
     request = spec["requests"]["batch"]
@@ -127,7 +142,7 @@ def test_transformers_batch_format(live, minilm_reference):
 
 def test_transformers_error_is_read_as_a_string(live):
     spec = fixture("text2vec-transformers")
-    request = spec["requests"]["wrong_pooling"]
+    request = spec["requests"]["unknown_pooling"]
     base = fill(spec["base"], gateway=live[0].url, model=MODEL)
     response = send(base + request["path"], "POST", spec["headers"], request["raw_body"].encode())
     assert response.status_code == 422
