@@ -55,7 +55,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.corpus import build_corpus  # noqa: E402
-from benchmarks.throughput import machine, machine_cpu_seconds, wait_for_quiet  # noqa: E402
+from benchmarks.throughput import machine, machine_cpu_seconds  # noqa: E402
 from engine import Engine, EngineConfig, EngineObserver, default_model_spec, spec_from_folder  # noqa: E402
 from engine.pool import footprint  # noqa: E402
 
@@ -79,6 +79,24 @@ def ms(value: float | None) -> str:
     return "-" if value is None else (f"{value * 1000:.2f}" if value < 0.01 else f"{value * 1000:.0f}")
 
 
+async def wait_for_quiet(limit: float, max_other: float) -> float:
+    """Wait (up to `limit` s) until other processes use under `max_other` cores; returns the last
+    reading (benchmarks/throughput.py's rule, logged once per wait)."""
+    deadline, waited = time.monotonic() + limit, False
+    while True:
+        mine, machine_before, started = time.process_time(), machine_cpu_seconds(), time.monotonic()
+        await asyncio.sleep(1.0)
+        other = (machine_cpu_seconds() - machine_before - (time.process_time() - mine)) / (time.monotonic() - started)
+        if other < max_other or time.monotonic() > deadline or other != other:
+            if waited:
+                log(f"  other processes use {other:.1f} cores after the wait: going on")
+            return other
+        if not waited:
+            log(f"  other processes use {other:.1f} cores: waiting up to {limit:.0f} s for a quieter machine")
+            waited = True
+        await asyncio.sleep(2.0)
+
+
 # ---- observation ---------------------------------------------------------------------------
 class Recorder(EngineObserver):
     """Collects the engine's hooks while `active` (the timed window only)."""
@@ -95,6 +113,8 @@ class Recorder(EngineObserver):
         self.batches = 0
         self.batch_sequences = 0
         self.batch_seconds = 0.0
+        self.batch_tokens = 0
+        self.evicted: Counter = Counter()
         self.failures = 0
 
     def model_loaded(self, model, seconds, source="disk"):
@@ -108,6 +128,7 @@ class Recorder(EngineObserver):
     def model_evicted(self, model, reason):
         if self.active:
             self.evictions += 1
+            self.evicted[model] += 1
 
     def pool_lookup(self, result):
         if self.active:
@@ -122,6 +143,7 @@ class Recorder(EngineObserver):
             self.batches += 1
             self.batch_sequences += sequences
             self.batch_seconds += seconds
+            self.batch_tokens += tokens
 
 
 # ---- models, budgets, streams --------------------------------------------------------------
@@ -217,8 +239,6 @@ async def run_stream(setup: Setup, specs, stream: list[Request], args) -> dict:
         for model in reversed(touched(stream)):
             await engine.encode(model, [WARM_TEXT])
         resident_before = sorted(engine.pool.resident(), key=lambda m: int(m[1:]))
-        if args.quiet_wait > 0:
-            await wait_for_quiet(args.quiet_wait, args.quiet_cores, [])
         records: list[Record | None] = [None] * len(stream)
         cursor = 0
 
@@ -281,6 +301,9 @@ async def run_stream(setup: Setup, specs, stream: list[Request], args) -> dict:
         "swap_waits": len(recorder.waited),
         "batches": recorder.batches, "sequences_per_batch": recorder.batch_sequences / max(recorder.batches, 1),
         "device_busy": recorder.batch_seconds / seconds,
+        "device_tokens_per_second": recorder.batch_tokens / recorder.batch_seconds if recorder.batch_seconds else None,
+        "evicted_models": dict(recorder.evicted),
+        "evictions_of_top_k": sum(recorder.evicted[m] for m in touched(stream)[:setup.k]),
         "cpu_busy": cpu / seconds, "other_cores": max(0.0, other),
         "resident_before": resident_before, "final_states": dict(states), "loads_since_start": loads_total,
         "_vectors": [r.vectors for r in records],
@@ -315,9 +338,18 @@ def drop_from_page_cache(folder: Path) -> bool:
     return done
 
 
-async def load_probe(specs, fp: int, cycles: int, args) -> dict:
-    """Single reloads on an otherwise idle engine (budget for one model), by source."""
+def page_in(checkpoint: dict) -> None:
+    """Touch one byte per 4 KiB page of every tensor (single-threaded numpy, no torch kernels)."""
+    for tensor in checkpoint.values():
+        flat = tensor.detach().reshape(-1).view(torch.uint8).numpy()
+        int(flat[::4096].sum())
+
+
+async def load_probe(specs, fp: int, cycles: int, texts: list[str], args) -> dict:
+    """Single reloads on an otherwise idle engine (budget for one model), by source; after each
+    load, the first request (4 texts) and the same request again, timed."""
     result = {}
+    request = texts[:4]
     for source in ("host", "disk-page-cache", "disk-cold-file"):
         recorder = Recorder()
         host_cache = 2 * fp + SLACK if source == "host" else 0
@@ -325,12 +357,13 @@ async def load_probe(specs, fp: int, cycles: int, args) -> dict:
                                                 host_cache=host_cache), recorder)
         await engine.start()
         try:
-            await engine.load("m0")
-            await engine.load("m1")  # m0 -> host tier or disk; every model read once
-            if args.quiet_wait > 0:
-                await wait_for_quiet(args.quiet_wait, args.quiet_cores, [])
+            for model in ("m0", "m1"):  # m0 -> host tier or disk; every model read and run once
+                await engine.load(model)
+                await engine.encode(model, request)
+            if args.quiet_wait > 0 and source == "host":
+                await wait_for_quiet(args.quiet_wait, args.quiet_cores)
             recorder.active = True
-            samples, sources = [], []
+            samples, sources, first, again = [], [], [], []
             for i in range(cycles):
                 model = f"m{i % 2}"
                 if source == "disk-cold-file":
@@ -340,28 +373,40 @@ async def load_probe(specs, fp: int, cycles: int, args) -> dict:
                 _, seconds, src = recorder.loads[before]
                 samples.append(seconds)
                 sources.append(src)
+                for bucket in (first, again):
+                    started = time.perf_counter()
+                    await engine.encode(model, request)
+                    bucket.append(time.perf_counter() - started)
         finally:
             await engine.stop()
         result[source] = {"samples": [round(x, 5) for x in samples], "pool_source": sorted(set(sources)),
-                          "p50": percentile(samples, 50), "p99": percentile(samples, 99), "max": max(samples)}
-        log(f"  load probe {source}: p50 {ms(result[source]['p50'])} ms, p99 {ms(result[source]['p99'])} ms "
-            f"over {cycles} loads (pool reports source {sorted(set(sources))})")
+                          "p50": percentile(samples, 50), "p99": percentile(samples, 99), "max": max(samples),
+                          "first_request_p50": percentile(first, 50), "again_request_p50": percentile(again, 50)}
+        log(f"  load probe {source}: load p50 {ms(result[source]['p50'])} ms, p99 {ms(result[source]['p99'])} ms "
+            f"over {cycles} loads (pool reports source {sorted(set(sources))}); first request after it "
+            f"p50 {ms(result[source]['first_request_p50'])} ms, the same again {ms(result[source]['again_request_p50'])} ms")
         del engine
         gc.collect()
-    # where a disk load's time goes: reading the safetensors file vs the rest of the build
+    # where a disk load's time goes: safetensors maps the file (reads nothing yet); the pages come in
+    # when first touched (by the fused-QKV copy at load, the rest by the first forward pass)
     from engine.weights import read_checkpoint
-    read = []
+    rows = []
     for i in range(cycles):
         spec = specs[i % 2]
-        drop = i % 2 == 0
-        if drop:
+        cold = i % 2 == 0
+        if cold:
             drop_from_page_cache(spec.path)
         started = time.perf_counter()
-        read_checkpoint(spec.weight_files)
-        read.append((drop, time.perf_counter() - started))
+        checkpoint = read_checkpoint(spec.weight_files)
+        mapped = time.perf_counter()
+        page_in(checkpoint)
+        rows.append((cold, mapped - started, time.perf_counter() - mapped))
+        del checkpoint
     result["read_checkpoint"] = {
-        "page_cache_p50": percentile([s for d, s in read if not d], 50),
-        "cold_file_p50": percentile([s for d, s in read if d], 50),
+        "page_cache_p50": percentile([r for c, r, _ in rows if not c], 50),
+        "cold_file_p50": percentile([r for c, r, _ in rows if c], 50),
+        "page_in_page_cache_p50": percentile([p for c, _, p in rows if not c], 50),
+        "page_in_cold_file_p50": percentile([p for c, _, p in rows if c], 50),
     }
     return result
 
@@ -382,7 +427,7 @@ async def measure(args, texts: list[str]) -> dict:
                  "streams": {}}
     try:
         log(f"load probe ({args.probe_cycles} loads per source, idle engine)")
-        out["probe"] = await load_probe(all_specs, fp, args.probe_cycles, args)
+        out["probe"] = await load_probe(all_specs, fp, args.probe_cycles, texts, args)
 
         plan = []
         streams = {}
@@ -404,8 +449,9 @@ async def measure(args, texts: list[str]) -> dict:
                     group = [s for s in plan if s.n == n and s.workload == workload]
                     if round_ % 2 == 0:
                         group = group[::-1]  # alternate the order so drift does not favour one config
-                    reference = None
                     results = {}
+                    if args.quiet_wait > 0:  # once per stream: its three configs then run back to back
+                        await wait_for_quiet(args.quiet_wait, args.quiet_cores)
                     for setup in group:
                         log(f"round {round_}/{args.rounds}: N={n} k={setup.k} {workload} {setup.config} "
                             f"(budget {setup.budget / 2**20:.0f} MiB, host tier {setup.host_cache / 2**20:.0f} MiB), "
@@ -418,8 +464,8 @@ async def measure(args, texts: list[str]) -> dict:
                             f"CPU busy {r['cpu_busy']:.2f}, others {r['other_cores']:.2f} cores")
                     reference = results["resident"]["_vectors"]
                     for config, r in results.items():
-                        r["min_cosine_vs_resident"] = compare_vectors(r.pop("_vectors"), reference) \
-                            if config != "resident" else None
+                        vectors = r.pop("_vectors")
+                        r["min_cosine_vs_resident"] = compare_vectors(vectors, reference) if config != "resident" else None
                         r["round"] = round_
                         r["goodput_vs_resident"] = r["goodput_rps"] / results["resident"]["goodput_rps"]
                         r["hot_p99_inflation"] = r["hot_p99"] / results["resident"]["hot_p99"]
@@ -468,6 +514,9 @@ def summarise(args, out: dict) -> dict:
                                                    if r["min_cosine_vs_resident"] is not None), default=None),
                     "sequences_per_batch": round(best["sequences_per_batch"], 2),
                     "device_busy": round(best["device_busy"], 3),
+                    "mean_batch_seconds": best["device_busy"] * best["seconds"] / max(best["batches"], 1),
+                    "device_tokens_per_second": best["device_tokens_per_second"],
+                    "evictions_of_top_k": best["evictions_of_top_k"],
                     "cpu_busy": [round(r["cpu_busy"], 2) for r in rounds],
                     "other_cores": [round(r["other_cores"], 2) for r in rounds],
                     "rounds": rounds,
@@ -523,34 +572,57 @@ def report(args, out: dict, corpus, facts: dict, argv: list[str]) -> tuple[str, 
             return "-"
         return f"{ms(row['load_p50'][src])} / {ms(row['load_p99'][src])} ({row['load_count_all_rounds'][src]})"
 
-    header = ["N (k)", "stream", "config", "req/s", "tokens/s", "x resident", "p50 / p99 ms", "hot p99 ms",
-              "hot p99 x", "request hits", "lookups hit/host/miss", "loads host / disk", "host load p50 / p99 ms (n)",
-              "disk load p50 / p99 ms (n)", "swap wait p50 / p99 ms", "seqs/batch", "errors", "min cosine",
-              "CPU busy", "others' cores"]
+    def per_round(row, key):
+        if row["config"] == "resident":
+            return "1.00x"
+        rounds = ", ".join(f"{x:.2f}" for x in row[key + "_per_round"])
+        return f"{row[key]:.2f}x ({rounds})"
+
+    def cosine(row):
+        if row["config"] == "resident":
+            return "reference"
+        return f"{row['min_cosine_vs_resident']:.6f}" if row["min_cosine_vs_resident"] is not None else "-"
+
+    header = ["N (k)", "stream", "config", "req/s", "tokens/s", "x resident", "p50 / p99 ms", "hot p50 / p99 ms",
+              "hot p99 x", "cold-arrival p50 / p99 ms", "request hits", "errors", "min cosine", "CPU busy",
+              "others' cores"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        lk = row["lookups"]
         cells = [f"{row['n']} ({row['k']})", row["workload"], row["config"], f"{row['goodput_rps']:.1f}",
-                 f"{row['goodput_tps']:,.0f}", f"{row['goodput_vs_resident']:.2f}x",
-                 f"{ms(row['latency_p50'])} / {ms(row['latency_p99'])}", ms(row["hot_p99"]),
-                 f"{row['hot_p99_inflation']:.2f}x", f"{row['request_hit_ratio']:.2f}",
-                 f"{lk.get('hit', 0)}/{lk.get('host', 0)}/{lk.get('miss', 0)}",
-                 f"{row['loads']['host']} / {row['loads']['disk']}", cell_load(row, "host"), cell_load(row, "disk"),
-                 f"{ms(row['swap_wait_p50'])} / {ms(row['swap_wait_p99'])}", f"{row['sequences_per_batch']:.1f}",
-                 str(row["errors"]),
-                 "reference" if row["config"] == "resident" else (
-                     f"{row['min_cosine_vs_resident']:.6f}" if row["min_cosine_vs_resident"] is not None else "-"),
+                 f"{row['goodput_tps']:,.0f}", per_round(row, "goodput_vs_resident"),
+                 f"{ms(row['latency_p50'])} / {ms(row['latency_p99'])}",
+                 f"{ms(row['hot_p50'])} / {ms(row['hot_p99'])}", per_round(row, "hot_p99_inflation"),
+                 f"{ms(row['cold_p50'])} / {ms(row['cold_p99'])}", f"{row['request_hit_ratio']:.2f}",
+                 str(row["errors"]), cosine(row),
                  " ".join(f"{x:.2f}" for x in row["cpu_busy"]), " ".join(f"{x:.2f}" for x in row["other_cores"])]
         lines.append("| " + " | ".join(cells) + " |")
     table = "\n".join(lines)
 
-    probe_lines = ["| load source | p50 ms | p99 ms | max ms | loads |", "|---|---|---|---|---|"]
+    header = ["N (k)", "stream", "config", "lookups hit/host/miss", "loads host / disk", "evictions (of top k)",
+              "host load p50 / p99 ms (n)", "disk load p50 / p99 ms (n)", "swap wait p50 / p99 ms", "seqs/batch",
+              "mean batch ms", "device busy", "device tokens/s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lk = row["lookups"]
+        cells = [f"{row['n']} ({row['k']})", row["workload"], row["config"],
+                 f"{lk.get('hit', 0)}/{lk.get('host', 0)}/{lk.get('miss', 0)}",
+                 f"{row['loads']['host']} / {row['loads']['disk']}",
+                 f"{row['evictions']} ({row['evictions_of_top_k']})", cell_load(row, "host"), cell_load(row, "disk"),
+                 f"{ms(row['swap_wait_p50'])} / {ms(row['swap_wait_p99'])}", f"{row['sequences_per_batch']:.1f}",
+                 ms(row["mean_batch_seconds"]), f"{row['device_busy']:.2f}",
+                 f"{row['device_tokens_per_second']:,.0f}" if row["device_tokens_per_second"] else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    swap_table = "\n".join(lines)
+
+    probe_lines = ["| load source | load p50 ms | load p99 ms | load max ms | loads | first request after the load, p50 ms "
+                   "| the same request again, p50 ms |", "|---|---|---|---|---|---|---|"]
     labels = {"host": "host tier (evicted model kept built in RAM)",
               "disk-page-cache": "disk, weight file in the OS page cache",
               "disk-cold-file": "disk, weight file dropped from the page cache first (posix_fadvise DONTNEED)"}
     for source, label in labels.items():
         p = probe[source]
-        probe_lines.append(f"| {label} | {ms(p['p50'])} | {ms(p['p99'])} | {ms(p['max'])} | {len(p['samples'])} |")
+        probe_lines.append(f"| {label} | {ms(p['p50'])} | {ms(p['p99'])} | {ms(p['max'])} | {len(p['samples'])} | "
+                           f"{ms(p['first_request_p50'])} | {ms(p['again_request_p50'])} |")
     rc = probe["read_checkpoint"]
 
     stream_lines = []
@@ -596,11 +668,14 @@ def report(args, out: dict, corpus, facts: dict, argv: list[str]) -> tuple[str, 
         "tokenizers are built, and the most requested models start resident.",
         f"- {args.rounds} round(s); in each, the three configs of a stream run back to back (order reversed in even "
         f"rounds); the table shows each setup's best round by goodput, ratios against the resident run's best "
-        f"(per-round ratios in the JSON). Before each timed run the benchmark waited up to {args.quiet_wait:.0f} s for "
-        f"other processes to use under {args.quiet_cores} cores.",
+        f"(per-round ratios in brackets, all figures of every round in the JSON). Before each stream's three runs "
+        f"(and the probe) the benchmark waited up to "
+        f"{args.quiet_wait:.0f} s for other processes to use under {args.quiet_cores} cores; others' cores below says "
+        "what they used during each run.",
         "- Goodput: completed requests / wall seconds from the first request to the last answer. x resident: that, "
-        "over the resident run of the same stream. Hot: the stream's most requested model; hot p99 x: its p99 latency "
-        "over the resident run's. Request hits: share of requests whose model was resident when the request was "
+        "over the resident run of the same stream (best round over best round; in brackets, each round over the "
+        "resident run of the same round). Hot: the stream's most requested model; hot p99 x: its p99 latency "
+        "over the resident run's (same convention). Cold-arrival: requests whose model was not resident when issued. Request hits: share of requests whose model was resident when the request was "
         "issued. Lookups: the pool's `pool_lookup` hook (one per batch acquired or swap started). Loads by source: "
         "the pool's `model_loaded` hook (all rounds pooled). Swap wait: the `load_waited` hook, from a request's "
         "enqueue to its model becoming resident. Min cosine: every output vector against the resident run's "
@@ -610,12 +685,24 @@ def report(args, out: dict, corpus, facts: dict, argv: list[str]) -> tuple[str, 
         "",
         table,
         "",
+        "Swap mechanics (same best rounds): pool lookups, loads by source, evictions (how many hit the stream's k "
+        "most requested models), load latency by source over all rounds, how long requests waited for their model, "
+        "mean sequences per batch, device busy (forward-pass seconds / wall seconds) and device tokens/s "
+        "(tokens / forward-pass seconds: below the resident run's means the forward passes themselves ran slower).",
+        "",
+        swap_table,
+        "",
         "## Load latency by source (probe: single loads on an idle engine, budget for one model)",
         "",
         "\n".join(probe_lines),
         "",
-        f"Reading the weight file alone (`read_checkpoint`): p50 {ms(rc['page_cache_p50'])} ms from the page cache, "
-        f"{ms(rc['cold_file_p50'])} ms after dropping it from the page cache. On a CPU device the host tier keeps the "
+        f"`read_checkpoint` (safetensors `load_file`) maps the weight file rather than reading it: p50 "
+        f"{ms(rc['page_cache_p50'])} ms with the file in the page cache, {ms(rc['cold_file_p50'])} ms after dropping "
+        f"it. Touching every page of the mapped weights afterwards (one byte per 4 KiB, numpy) takes p50 "
+        f"{ms(rc['page_in_page_cache_p50'])} ms from the page cache and {ms(rc['page_in_cold_file_p50'])} ms from a "
+        "dropped file: a disk load's own latency covers only the pages the fused-QKV copy touches, and the first "
+        "forward pass after the load faults in the rest on the device thread (the first-request column). "
+        "On a CPU device the host tier keeps the "
         "built model in RAM (`to_host`/`to_device` are no-ops), so a host-tier reload is bookkeeping on the loader "
         "thread, not a copy; a GPU would add a host-to-device copy of the weights.",
         "",
@@ -625,17 +712,25 @@ def report(args, out: dict, corpus, facts: dict, argv: list[str]) -> tuple[str, 
     return "\n".join(md), data
 
 
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="4:2,16:4",
                         help="N:k pairs, N models with a budget for k of them (default 4:2,16:4)")
-    parser.add_argument("--requests", type=int, default=None, help="requests per run (default 300; 60 with --quick)")
+    parser.add_argument("--requests", type=int, default=None, help="requests per run (default 240; 60 with --quick)")
     parser.add_argument("--concurrency", type=int, default=8, help="closed-loop clients (default 8)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 2; 1 with --quick)")
     parser.add_argument("--swap-age", type=float, default=0.1, help="EngineConfig.swap_age_seconds (default 0.1)")
     parser.add_argument("--max-batch-tokens", type=int, default=4096)
-    parser.add_argument("--probe-cycles", type=int, default=10, help="loads per source in the load probe")
+    parser.add_argument("--probe-cycles", type=int, default=12, help="loads per source in the load probe")
     parser.add_argument("--link", choices=["copy", "hardlink", "symlink"], default="copy",
                         help="how the N model folders are made (default copy: distinct files, distinct page cache)")
     parser.add_argument("--texts", type=int, default=2000, help="corpus size to draw requests from")
@@ -643,8 +738,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--save", action="store_true", help="with --quick: write the results files anyway")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default torch's own)")
     parser.add_argument("--quiet-wait", type=float, default=None,
-                        help="before each timed run, wait up to this many seconds for other processes to go quiet "
-                             "(default 60; 0 with --quick)")
+                        help="before each stream's three runs (and the probe), wait up to this many seconds for "
+                             "other processes to go quiet (default 30; 0 with --quick)")
     parser.add_argument("--quiet-cores", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default=None, help="where the model folders go (default: a temp dir, removed)")
@@ -658,10 +753,10 @@ def main(argv: list[str] | None = None) -> None:
     args.k = {int(n): int(k) for n, k in pairs}
     if any(not 1 <= args.k[n] < n for n in args.n):
         parser.error("--models: need 1 <= k < N")
-    args.requests = args.requests or (60 if args.quick else 300)
+    args.requests = args.requests or (60 if args.quick else 240)
     args.rounds = args.rounds or (1 if args.quick else 2)
     if args.quiet_wait is None:
-        args.quiet_wait = 0.0 if args.quick else 60.0
+        args.quiet_wait = 0.0 if args.quick else 30.0
     args.threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(args.threads)
 
@@ -678,7 +773,7 @@ def main(argv: list[str] | None = None) -> None:
         stem = Path(args.out) if args.out else RESULTS / "hotswap-cpu"
         stem.parent.mkdir(parents=True, exist_ok=True)
         stem.with_suffix(".md").write_text(markdown)
-        stem.with_suffix(".json").write_text(json.dumps(data, indent=2, default=float) + "\n")
+        stem.with_suffix(".json").write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
         log(f"wrote {stem.with_suffix('.md')} and {stem.with_suffix('.json')}")
 
 
