@@ -248,6 +248,16 @@ def test_openai_module_reads_floats_and_rate_limit_headers(live, minilm_referenc
     assert error.status_code == 404 and set(error.json()["error"]) == set(spec["error_shape"]["error"])
 
 
+def test_jinaai_dense_module_places_by_index(live, minilm_reference):
+    spec = fixture("text2vec-jinaai")
+    body = fill(spec["request"]["body"], model=MODEL)
+    response = send(live[0].url + spec["request"]["path"], "POST", spec["headers"], go_json(body))
+    assert response.status_code == 200
+    placed = {item["index"]: item["embedding"] for item in response.json()["data"]}
+    np.testing.assert_allclose([placed[i] for i in range(len(body["input"]))],
+                               minilm_reference.encode(body["input"], normalize_embeddings=True), atol=1e-4)
+
+
 def test_cohere_modules_through_double_slashes(live, minilm_reference):
     spec = fixture("cohere")
     for name in ("embed_objects", "embed_query"):
