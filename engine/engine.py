@@ -31,7 +31,7 @@ from .pool import ModelPool
 from .scheduler import Batch, Job, Scheduler
 from .served import ServedModel
 from .spec import INPUT_TYPES, POOLING_MODES, ModelSpec, spec_from_folder
-from .tokenize import TextTokenizer, Tokenized
+from .tokenize import TextTokenizer, Token, Tokenized
 
 log = logging.getLogger("shoal.engine")
 
@@ -284,6 +284,14 @@ class Engine:
         found = [entities(text, token_logits, item.offsets, spec.labels)
                  for text, token_logits, item in zip(texts, logits, items)]
         return Extracted(found, _tokens(items))
+
+    async def tokenize(self, model: str, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[Token]]:
+        """The model's own tokenisation of each text (ids, token texts, character spans),
+        untruncated, computed off the event loop."""
+        spec = self.resolve(model)
+        self._check_inputs(texts)
+        tokenizer = self._text_tokenizer(spec)
+        return await self._tokenize(lambda: [tokenizer.tokens(text, add_special_tokens) for text in texts])
 
     def models(self) -> list[ModelStatus]:
         result = []

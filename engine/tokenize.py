@@ -19,6 +19,14 @@ class Tokenized:
     attend: int | None = None  # tokens from this position on are never attended to (ColBERT expansion)
 
 
+@dataclass(frozen=True, slots=True)
+class Token:
+    id: int
+    text: str
+    special: bool
+    span: tuple[int, int] | None  # character offsets into the input; None for special tokens
+
+
 class TextTokenizer:
     def __init__(self, folder: Path, max_length: int):
         self.max_length = max_length
@@ -40,6 +48,14 @@ class TextTokenizer:
     def encode_plain(self, text: str) -> list[int]:
         """Token ids without special tokens or truncation (prompt templates)."""
         return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def tokens(self, text: str, add_special_tokens: bool = True) -> list[Token]:
+        """Every token of `text` with its id, text and character span (None for special
+        tokens), untruncated: what a tokenize endpoint shows."""
+        encoding = self._tokenizer.encode(text, add_special_tokens=add_special_tokens)
+        return [Token(i, piece if special else text[start:stop], bool(special), None if special else (start, stop))
+                for i, piece, (start, stop), special in zip(encoding.ids, encoding.tokens, encoding.offsets,
+                                                             encoding.special_tokens_mask)]
 
     def encode(self, texts: list, truncate: bool = True, offsets: bool = False) -> list[Tokenized]:
         """`texts` are strings, or (first, second) pairs for cross-encoders."""

@@ -66,4 +66,6 @@ def native_shape(error: ApiError) -> dict:
 
 
 def openai_shape(error: ApiError) -> dict:
-    return {"error": {"message": error.message, "type": error.kind, "param": None, "code": error.status}}
+    # `detail` too: Weaviate's text2vec-jinaai module posts to this route and reads Jina's shape
+    return {"error": {"message": error.message, "type": error.kind, "param": None, "code": error.status},
+            "detail": error.message}

@@ -196,18 +196,9 @@ class TEIController(Controller):
     async def tokenize(self, request: Request, model: str, data: TokenizeRequest, engine: Engine) -> Response:
         spec = note_model(request, engine, model)
         texts = _texts(data.inputs)
-        tokenizer = engine._text_tokenizer(spec)._tokenizer  # TODO(engine): a public tokenize with offsets
-        body = []
-        for text in texts:
-            encoding = tokenizer.encode(text, add_special_tokens=data.add_special_tokens)
-            tokens = []
-            for token_id, token, (start, stop), special in zip(encoding.ids, encoding.tokens, encoding.offsets,
-                                                               encoding.special_tokens_mask):
-                if special:
-                    tokens.append(SimpleToken(token_id, token, True, None, None))
-                else:
-                    tokens.append(SimpleToken(token_id, text[start:stop], False, start, stop))
-            body.append(tokens)
+        tokenized = await engine.tokenize(spec.name, texts, add_special_tokens=data.add_special_tokens)
+        body = [[SimpleToken(t.id, t.text, t.special, *(t.span or (None, None))) for t in tokens]
+                for tokens in tokenized]
         return respond(request, body)
 
     @get("/info", summary="TEI: what this model is and the server's limits")

@@ -81,3 +81,9 @@ def test_repeated_slashes_collapse(server, client):
     response = client.post(server.url + "//v1//encode", json={"model": MODEL, "inputs": ["double slashes"]})
     assert response.request.url.raw_path == b"//v1//encode"
     assert response.status_code == 200
+
+
+def test_openai_errors_also_carry_jinas_detail(client):
+    # Weaviate's text2vec-jinaai module posts to /v1/embeddings and reads {"detail"} on errors
+    body = client.post("/v1/embeddings", json={"model": "no-such-model", "input": "a"}).json()
+    assert body["detail"] == body["error"]["message"] and "no-such-model" in body["detail"]
