@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
-chromadb = pytest.importorskip("chromadb")
+import chromadb  # noqa: E402  (a dev dependency: a missing one must fail, not skip)
 
 from connectors.chroma import ShoalEmbeddingFunction, ShoalSparseEmbeddingFunction  # noqa: E402
 from tests.conftest import free_port  # noqa: E402

@@ -7,9 +7,8 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pytest
 
-pytest.importorskip("weaviate")
+import weaviate  # noqa: E402,F401  (a dev dependency: a missing one must fail, not skip)
 
 from connectors.weaviate import (ShoalVectorizer, jina_multivectors, module_env, self_provided_vectors,  # noqa: E402
                                  transformers_reranker, transformers_vectors)

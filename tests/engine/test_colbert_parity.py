@@ -10,8 +10,6 @@ from tests.engine.heads_helpers import with_engine
 from tests.texts import varied_texts
 from tests import zoo
 
-pylate = pytest.importorskip("pylate")
-
 
 @pytest.fixture(scope="module", params=[False, True], ids=["masked-expansion", "attend-expansion"])
 def colbert(request, tmp_path_factory):
