@@ -3,6 +3,7 @@ random models built with transformers, and a real HTTP server on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -62,6 +63,31 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+def run_on(engine: Engine, make):
+    """Start `engine`, return `await make(engine)`, stop it: expected values for HTTP
+    tests come from an engine on the same specs as the server under test."""
+
+    async def run():
+        await engine.start()
+        try:
+            return await make(engine)
+        finally:
+            await engine.stop()
+
+    return asyncio.run(run())
+
+
+def zoo_specs(root, names: tuple[str, ...]) -> list:
+    """Specs of tiny task models from tests/zoo.py, each served under its builder's name:
+    cross_encoder as "rerank", classifier as "intent", entity_tagger as "ner", "splade", "colbert"."""
+    from engine import spec_from_folder
+    from tests import zoo
+
+    builders = {"rerank": zoo.cross_encoder, "intent": zoo.classifier, "ner": zoo.entity_tagger,
+                "splade": zoo.splade, "colbert": zoo.colbert}
+    return [spec_from_folder(name, builders[name](root / name)[0]) for name in names]
 
 
 @pytest.fixture(scope="session")

@@ -3,21 +3,15 @@ ColBERT and cross-encoder models, and an engine on the same specs for expected v
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from engine import Engine, EngineConfig, spec_from_folder
-from tests import zoo
-from tests.conftest import LiveServer
+from engine import Engine, EngineConfig
+from tests.conftest import LiveServer, run_on, zoo_specs
 
 
 @pytest.fixture(scope="session")
 def task_server(tmp_path_factory, minilm_spec):
-    root = tmp_path_factory.mktemp("connectors")
-    specs = [minilm_spec, spec_from_folder("splade", zoo.splade(root / "splade")[0]),
-             spec_from_folder("colbert", zoo.colbert(root / "colbert")[0]),
-             spec_from_folder("rerank", zoo.cross_encoder(root / "rerank")[0])]
+    specs = [minilm_spec] + zoo_specs(tmp_path_factory.mktemp("connectors"), ("splade", "colbert", "rerank"))
     config = EngineConfig(device="cpu", dtype="float32", max_inputs_per_request=256)
     with LiveServer(Engine(specs, config)) as live:
         live.reference_engine = Engine(specs, config)
@@ -26,14 +20,4 @@ def task_server(tmp_path_factory, minilm_spec):
 
 @pytest.fixture(scope="session")
 def engine_call(task_server):
-    def call(make):
-        engine = task_server.reference_engine
-
-        async def run():
-            await engine.start()
-            try:
-                return await make(engine)
-            finally:
-                await engine.stop()
-        return asyncio.run(run())
-    return call
+    return lambda make: run_on(task_server.reference_engine, make)

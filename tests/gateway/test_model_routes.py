@@ -5,15 +5,14 @@ tests/engine); here the wire shapes, ordering, options and errors are the point.
 
 from __future__ import annotations
 
-import asyncio
 
 import httpx
 import numpy as np
 import pytest
 
-from engine import Engine, EngineConfig, spec_from_folder
+from engine import Engine, EngineConfig
 from tests import zoo
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, run_on, zoo_specs
 from tests.texts import varied_texts
 
 DOCUMENTS = varied_texts(20, seed=31)[6:]
@@ -22,28 +21,14 @@ QUERY = "mountain river coffee"
 
 @pytest.fixture(scope="module")
 def zoo_server(tmp_path_factory, minilm_spec):
-    root = tmp_path_factory.mktemp("zoo")
-    folders = {
-        "rerank": zoo.cross_encoder(root / "rerank")[0],
-        "intent": zoo.classifier(root / "intent")[0],
-        "ner": zoo.entity_tagger(root / "ner")[0],
-        "splade": zoo.splade(root / "splade")[0],
-        "colbert": zoo.colbert(root / "colbert")[0],
-    }
-    specs = [minilm_spec] + [spec_from_folder(name, folder) for name, folder in folders.items()]
+    specs = [minilm_spec] + zoo_specs(tmp_path_factory.mktemp("zoo"), ("rerank", "intent", "ner", "splade", "colbert"))
     with LiveServer(Engine(specs, EngineConfig(device="cpu", dtype="float32"))) as live:
         reference = Engine(specs, EngineConfig(device="cpu", dtype="float32"))
         yield live, reference
 
 
 def _engine_call(engine: Engine, coroutine_factory):
-    async def run():
-        await engine.start()
-        try:
-            return await coroutine_factory(engine)
-        finally:
-            await engine.stop()
-    return asyncio.run(run())
+    return run_on(engine, coroutine_factory)
 
 
 @pytest.fixture

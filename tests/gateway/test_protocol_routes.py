@@ -6,16 +6,15 @@ every route: the protocol's own error shape and status, and the server still ser
 
 from __future__ import annotations
 
-import asyncio
 import base64
 
 import httpx
 import numpy as np
 import pytest
 
-from engine import Engine, EngineConfig, spec_from_folder
+from engine import Engine, EngineConfig
 from tests import zoo
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, run_on, zoo_specs
 
 MODEL = "all-MiniLM-L6-v2"
 TEXTS = ["The river runs through the valley.", "Coffee is brewed from roasted beans.",
@@ -27,29 +26,14 @@ DOCUMENTS = ["a river in the mountains", "espresso and coffee beans", "gpu memor
 
 @pytest.fixture(scope="module")
 def zoo_server(tmp_path_factory, minilm_spec):
-    root = tmp_path_factory.mktemp("protocol-zoo")
-    folders = {
-        "rerank": zoo.cross_encoder(root / "rerank")[0],
-        "intent": zoo.classifier(root / "intent")[0],
-        "splade": zoo.splade(root / "splade")[0],
-        "colbert": zoo.colbert(root / "colbert")[0],
-    }
-    specs = [minilm_spec] + [spec_from_folder(name, folder) for name, folder in folders.items()]
+    specs = [minilm_spec] + zoo_specs(tmp_path_factory.mktemp("protocol-zoo"), ("rerank", "intent", "splade", "colbert"))
     config = EngineConfig(device="cpu", dtype="float32", max_inputs_per_request=64)
     with LiveServer(Engine(specs, config)) as live:
         yield live, Engine(specs, config)
 
 
 def _engine(zoo_server, make):
-    engine = zoo_server[1]
-
-    async def run():
-        await engine.start()
-        try:
-            return await make(engine)
-        finally:
-            await engine.stop()
-    return asyncio.run(run())
+    return run_on(zoo_server[1], make)
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,8 @@ import httpx
 import numpy as np
 import pytest
 
-from engine import Engine, EngineConfig, spec_from_folder
-from tests import zoo
-from tests.conftest import LiveServer
+from engine import Engine, EngineConfig
+from tests.conftest import LiveServer, run_on, zoo_specs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "weaviate"
 MODEL = "all-MiniLM-L6-v2"
@@ -28,24 +27,14 @@ def fixture(name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, minilm_spec):
-    root = tmp_path_factory.mktemp("weaviate")
-    specs = [minilm_spec, spec_from_folder("rerank", zoo.cross_encoder(root / "rerank")[0]),
-             spec_from_folder("colbert", zoo.colbert(root / "colbert")[0])]
+    specs = [minilm_spec] + zoo_specs(tmp_path_factory.mktemp("weaviate"), ("rerank", "colbert"))
     config = EngineConfig(device="cpu", dtype="float32")
     with LiveServer(Engine(specs, config)) as server:
         yield server, Engine(specs, config)
 
 
 def engine_call(live, make):
-    engine = live[1]
-
-    async def run():
-        await engine.start()
-        try:
-            return await make(engine)
-        finally:
-            await engine.stop()
-    return asyncio.run(run())
+    return run_on(live[1], make)
 
 
 def send(url: str, method: str, headers: dict, body: bytes | None = None, timeout: float = 50.0) -> httpx.Response:
