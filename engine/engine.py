@@ -393,6 +393,11 @@ class Engine:
             self.observer.rejected(error.kind)
             raise
         self._work.set()
+        if model not in self.pool.resident():
+            # Swaps start here and when the swap age comes, not only between batches, so a
+            # cold model loads on the loader thread while the current batch computes.
+            self._start_swaps()
+            asyncio.get_running_loop().call_later(self.config.swap_age_seconds, self._start_swaps)
         return await job.future
 
     def _load_model(self, spec: ModelSpec) -> ServedModel:
@@ -450,7 +455,7 @@ class Engine:
     def _start_swaps(self) -> None:
         """Start loading the most urgent cold model, if one is due and room can be made.
         The load runs on the loader thread while the device keeps serving resident models."""
-        if any(not task.done() for task in self._swaps):
+        if self._worker is None or self._worker.done() or any(not task.done() for task in self._swaps):
             return  # one loader thread: one load at a time
         for model in self.scheduler.swap_candidates(self.pool.resident(), self.config.swap_age_seconds):
             entry = self.pool.entries[model]
