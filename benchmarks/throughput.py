@@ -470,7 +470,7 @@ def report(args, systems: list[System], corpus, real_tokens: int, facts: dict, e
         f"{facts['torch_threads']} threads, well under {facts['torch_threads']} means the machine was contended or the path idles. "
         "Others' cores = CPU used by other processes on the machine during the round (from /proc/stat); "
         f"before each round the run waited up to {args.quiet_wait:.0f} s for it to fall under {args.quiet_cores} cores.",
-        f"- Cosine: mean / min over all texts against the sentence-transformers float32 vectors.",
+        "- Cosine: mean / min over all texts against the sentence-transformers float32 vectors.",
     ]
     if extra.get("server_command"):
         md.append(f"- HTTP: `{extra['server_command']}`, JSON bodies, httpx.AsyncClient on the same machine.")
