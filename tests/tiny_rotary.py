@@ -79,3 +79,36 @@ def tiny_qwen3(folder: Path, task: str = "base", layers: int = 2, hidden: int = 
     model = getattr(transformers, name)(config).eval()
     _perturb(model)
     return _save(model, folder, task)
+
+
+def load_served(folder: Path):
+    """(spec, ServedModel) for a tiny model folder, float32 on the CPU."""
+    from engine import spec_from_folder
+    from engine.attention import select_backend
+    from engine.served import ServedModel
+
+    spec = spec_from_folder("tiny", folder)
+    cpu = torch.device("cpu")
+    return spec, ServedModel.load(spec, cpu, torch.float32, select_backend(cpu))
+
+
+def parity_inputs(folder: Path, max_length: int, word: str, seed: int) -> list[list[int]]:
+    """Varied texts (1 to 512 tokens, the longest truncated), raw one-token inputs, and a
+    max-length run of random ids."""
+    from engine.tokenize import TextTokenizer
+    from tests.texts import varied_texts
+
+    texts = varied_texts(32, seed=seed) + ["one", " ".join([word] * 700)]
+    ids = [t.ids for t in TextTokenizer(folder, max_length).encode(texts)]
+    generator = torch.Generator().manual_seed(seed - 2)
+    ids += [[7], [2054], torch.randint(1000, 30000, (max_length,), generator=generator).tolist()]
+    return ids
+
+
+def run_packed(served, ids: list[list[int]]):
+    """(hidden states as numpy [T, H], the PackedBatch) for `ids` in one packed batch."""
+    from engine.batch import PackedBatch
+
+    batch = PackedBatch.pack(ids, position_offset=served.network.position_offset)
+    with torch.inference_mode():
+        return served.network(batch, served.attention).numpy(), batch

@@ -9,16 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine import spec_from_folder
-from engine.attention import select_backend
 from engine.batch import PackedBatch
 from engine.heads import TaskHead, pool
 from engine.models.modernbert import ModernBertEncoder
-from engine.served import ServedModel
-from engine.tokenize import TextTokenizer
 from engine.weights import read_checkpoint
-from tests.texts import varied_texts
-from tests.tiny_rotary import MODERNBERT_CLASSES, tiny_modernbert
+from tests.tiny_rotary import load_served, parity_inputs, run_packed, MODERNBERT_CLASSES, tiny_modernbert
 
 CPU = torch.device("cpu")
 
@@ -36,27 +31,6 @@ SHAPES = [
 
 def _shape_id(shape: dict) -> str:
     return f"L{shape['layers']}-H{shape['hidden']}-A{shape['heads']}-W{shape['local_attention']}"
-
-
-def _load(folder):
-    spec = spec_from_folder("tiny", folder)
-    return spec, ServedModel.load(spec, CPU, torch.float32, select_backend(CPU))
-
-
-def _inputs(folder, max_length: int) -> list[list[int]]:
-    """Varied texts (1 to 512 tokens, the longest truncated), raw one-token inputs, and a
-    max-length run of random ids."""
-    texts = varied_texts(32, seed=3) + ["one", " ".join(["window"] * 700)]
-    ids = [t.ids for t in TextTokenizer(folder, max_length).encode(texts)]
-    generator = torch.Generator().manual_seed(1)
-    ids += [[7], [2054], torch.randint(1000, 30000, (max_length,), generator=generator).tolist()]
-    return ids
-
-
-def _run(served, ids: list[list[int]]) -> tuple[np.ndarray, PackedBatch]:
-    batch = PackedBatch.pack(ids, position_offset=served.network.position_offset)
-    with torch.inference_mode():
-        return served.network(batch, served.attention).numpy(), batch
 
 
 def _reference(folder, ids: list[list[int]], task: str = "base") -> list[np.ndarray]:
@@ -82,15 +56,15 @@ def _assert_per_sequence(ours: np.ndarray, batch: PackedBatch, expected: list[np
 @pytest.mark.parametrize("shape", SHAPES, ids=_shape_id)
 def test_hidden_states_match_transformers(tmp_path, shape):
     folder = tiny_modernbert(tmp_path / "modernbert", **shape)
-    spec, served = _load(folder)
+    spec, served = load_served(folder)
     assert spec.max_length == 512
-    ids = _inputs(folder, spec.max_length)
+    ids = parity_inputs(folder, spec.max_length, 'window', 3)
     assert max(map(len, ids)) == 512 and min(map(len, ids)) == 1
     expected = _reference(folder, ids)
-    ours, batch = _run(served, ids)  # everything in one packed batch
+    ours, batch = run_packed(served, ids)  # everything in one packed batch
     _assert_per_sequence(ours, batch, expected)
     for i in (0, len(ids) - 1):  # a batch of one
-        alone, single = _run(served, [ids[i]])
+        alone, single = run_packed(served, [ids[i]])
         _assert_per_sequence(alone, single, [expected[i]])
 
 
@@ -98,12 +72,12 @@ def test_window_matters(tmp_path):
     """The local layers really are windowed: the same network with the window dropped from
     every attention call gives other hidden states for long inputs, the same for short ones."""
     folder = tiny_modernbert(tmp_path / "modernbert", **SHAPES[0])
-    _, served = _load(folder)
+    _, served = load_served(folder)
 
     def unwindowed(q, k, v, batch, causal=False, window=None):
         return served.attention(q, k, v, batch, causal=causal)
 
-    ours, batch = _run(served, [list(range(1000, 1040)), list(range(1000, 1004))])
+    ours, batch = run_packed(served, [list(range(1000, 1040)), list(range(1000, 1004))])
     with torch.inference_mode():
         everywhere = served.network(batch, unwindowed).numpy()
     assert np.abs(ours[:40] - everywhere[:40]).max() > 1e-3
@@ -115,15 +89,15 @@ def test_legacy_config_keys(tmp_path):
     global/local_rope_theta instead of layer_types and rope_parameters."""
     shape = SHAPES[1]
     folder = tiny_modernbert(tmp_path / "modernbert", **shape)
-    ids = _inputs(folder, 512)[-8:]
+    ids = parity_inputs(folder, 512, 'window', 3)[-8:]
     expected = _reference(folder, ids)
     config = json.loads((folder / "config.json").read_text())
     del config["layer_types"], config["rope_parameters"]
     config.update(global_attn_every_n_layers=shape["global_every"], global_rope_theta=shape["global_theta"],
                   local_rope_theta=shape["local_theta"])
     (folder / "config.json").write_text(json.dumps(config))
-    _, served = _load(folder)
-    ours, batch = _run(served, ids)
+    _, served = load_served(folder)
+    ours, batch = run_packed(served, ids)
     _assert_per_sequence(ours, batch, expected)
 
 
@@ -139,14 +113,14 @@ HEADS = [
 @pytest.mark.parametrize("task,extra", HEADS, ids=lambda v: v if isinstance(v, str) else "-".join(map(str, v.values())))
 def test_heads_match_transformers(tmp_path, task, extra):
     folder = tiny_modernbert(tmp_path / "modernbert", task=task, seed=4, **SHAPES[0], **extra)
-    spec, served = _load(folder)
+    spec, served = load_served(folder)
     checkpoint = read_checkpoint(spec.weight_files)
     if task == "masked_lm" and extra.get("tie_word_embeddings", True):
         assert "decoder.weight" not in checkpoint
     head = TaskHead(ModernBertEncoder.head_weights(checkpoint, spec.config, task)).eval()
-    ids = _inputs(folder, spec.max_length)[::4]
+    ids = parity_inputs(folder, spec.max_length, 'window', 3)[::4]
     expected = _reference(folder, ids, task)
-    hidden, batch = _run(served, ids)
+    hidden, batch = run_packed(served, ids)
     with torch.inference_mode():
         if task == "sequence_classification":
             logits = head(pool(torch.from_numpy(hidden), batch, head.pooling)).numpy()

@@ -9,16 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine import spec_from_folder
-from engine.attention import select_backend
 from engine.batch import PackedBatch
 from engine.heads import TaskHead, pool
 from engine.models.qwen3 import Qwen3Encoder
-from engine.served import ServedModel
-from engine.tokenize import TextTokenizer
 from engine.weights import read_checkpoint
-from tests.texts import varied_texts
-from tests.tiny_rotary import tiny_qwen3
+from tests.tiny_rotary import load_served, parity_inputs, run_packed, tiny_qwen3
 
 CPU = torch.device("cpu")
 
@@ -39,27 +34,6 @@ SHAPES = [
 def _shape_id(shape: dict) -> str:
     sliding = f"-SW{shape['sliding_window']}" if shape.get("use_sliding_window") else ""
     return f"L{shape['layers']}-H{shape['hidden']}-A{shape['heads']}-KV{shape['kv_heads']}{sliding}"
-
-
-def _load(folder):
-    spec = spec_from_folder("tiny", folder)
-    return spec, ServedModel.load(spec, CPU, torch.float32, select_backend(CPU))
-
-
-def _inputs(folder, max_length: int) -> list[list[int]]:
-    """Varied texts (1 to 512 tokens, the longest truncated), raw one-token inputs, and a
-    max-length run of random ids."""
-    texts = varied_texts(32, seed=5) + ["one", " ".join(["causal"] * 700)]
-    ids = [t.ids for t in TextTokenizer(folder, max_length).encode(texts)]
-    generator = torch.Generator().manual_seed(2)
-    ids += [[7], [2054], torch.randint(1000, 30000, (max_length,), generator=generator).tolist()]
-    return ids
-
-
-def _run(served, ids: list[list[int]]) -> tuple[np.ndarray, PackedBatch]:
-    batch = PackedBatch.pack(ids, position_offset=served.network.position_offset)
-    with torch.inference_mode():
-        return served.network(batch, served.attention).numpy(), batch
 
 
 def _reference(folder, ids: list[list[int]], task: str = "base") -> list[np.ndarray]:
@@ -89,23 +63,23 @@ def _assert_per_sequence(ours: np.ndarray, batch: PackedBatch, expected: list[np
 @pytest.mark.parametrize("shape", SHAPES, ids=_shape_id)
 def test_hidden_states_match_transformers(tmp_path, shape):
     folder = tiny_qwen3(tmp_path / "qwen3", **shape)
-    spec, served = _load(folder)
-    ids = _inputs(folder, spec.max_length)
+    spec, served = load_served(folder)
+    ids = parity_inputs(folder, spec.max_length, 'causal', 5)
     assert max(map(len, ids)) == spec.max_length == 512 and min(map(len, ids)) == 1
     expected = _reference(folder, ids)
-    ours, batch = _run(served, ids)  # everything in one packed batch
+    ours, batch = run_packed(served, ids)  # everything in one packed batch
     _assert_per_sequence(ours, batch, expected)
     for i in (0, len(ids) - 1):  # a batch of one
-        alone, single = _run(served, [ids[i]])
+        alone, single = run_packed(served, [ids[i]])
         _assert_per_sequence(alone, single, [expected[i]])
 
 
 def test_attention_is_causal(tmp_path):
     """A token's hidden state does not depend on the tokens after it."""
     folder = tiny_qwen3(tmp_path / "qwen3", **SHAPES[0])
-    _, served = _load(folder)
+    _, served = load_served(folder)
     prefix = list(range(2000, 2010))
-    ours, _ = _run(served, [prefix, prefix + list(range(3000, 3020))])
+    ours, _ = run_packed(served, [prefix, prefix + list(range(3000, 3020))])
     np.testing.assert_allclose(ours[:10], ours[10:20], atol=1e-5)
     assert np.abs(ours[19] - ours[20]).max() > 1e-3
 
@@ -114,14 +88,14 @@ def test_legacy_config_keys(tmp_path):
     """Configs saved before transformers 5 carry rope_theta (and no layer_types)."""
     shape = SHAPES[1]
     folder = tiny_qwen3(tmp_path / "qwen3", **shape)
-    ids = _inputs(folder, 512)[-6:]
+    ids = parity_inputs(folder, 512, 'causal', 5)[-6:]
     expected = _reference(folder, ids)
     config = json.loads((folder / "config.json").read_text())
     del config["rope_parameters"], config["layer_types"]
     config.update(rope_theta=shape["theta"], rope_scaling=None)
     (folder / "config.json").write_text(json.dumps(config))
-    _, served = _load(folder)
-    ours, batch = _run(served, ids)
+    _, served = load_served(folder)
+    ours, batch = run_packed(served, ids)
     _assert_per_sequence(ours, batch, expected)
 
 
@@ -129,13 +103,13 @@ def test_legacy_config_keys(tmp_path):
 def test_causal_lm_head_matches_transformers(tmp_path, tied):
     """The LM head at each sequence's last token, as the Qwen3 reranker reads it."""
     folder = tiny_qwen3(tmp_path / "qwen3", task="causal_lm", seed=3, tie_word_embeddings=tied, **SHAPES[0])
-    spec, served = _load(folder)
+    spec, served = load_served(folder)
     checkpoint = read_checkpoint(spec.weight_files)
     assert ("lm_head.weight" in checkpoint) is not tied
     head = TaskHead(Qwen3Encoder.head_weights(checkpoint, spec.config, "causal_lm")).eval()
     assert head.pooling == "lasttoken"
-    ids = _inputs(folder, spec.max_length)[::3]
-    hidden, batch = _run(served, ids)
+    ids = parity_inputs(folder, spec.max_length, 'causal', 5)[::3]
+    hidden, batch = run_packed(served, ids)
     with torch.inference_mode():
         logits = head(pool(torch.from_numpy(hidden), batch, head.pooling)).numpy()
     np.testing.assert_allclose(logits, np.stack(_reference(folder, ids, "causal_lm")), atol=1e-4, rtol=1e-4)
@@ -144,11 +118,11 @@ def test_causal_lm_head_matches_transformers(tmp_path, tied):
 def test_sequence_classification_head_matches_transformers(tmp_path):
     """Qwen3ForSequenceClassification (rerankers converted to a `score` head): last token."""
     folder = tiny_qwen3(tmp_path / "qwen3", task="sequence_classification", seed=6, num_labels=1, **SHAPES[1])
-    spec, served = _load(folder)
+    spec, served = load_served(folder)
     head = TaskHead(Qwen3Encoder.head_weights(read_checkpoint(spec.weight_files), spec.config,
                                               "sequence_classification")).eval()
-    ids = _inputs(folder, spec.max_length)[::3]
-    hidden, batch = _run(served, ids)
+    ids = parity_inputs(folder, spec.max_length, 'causal', 5)[::3]
+    hidden, batch = run_packed(served, ids)
     with torch.inference_mode():
         logits = head(pool(torch.from_numpy(hidden), batch, head.pooling)).numpy()
     expected = np.stack(_reference(folder, ids, "sequence_classification"))
