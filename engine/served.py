@@ -97,6 +97,8 @@ class ServedModel:
         for module in (network, head, dense):
             if module is not None:
                 module.to(device=device, dtype=dtype).eval()
+                if device.type == "cpu":
+                    _own_memory(module)
         log.info("model loaded", extra={"model": spec.name, "task": spec.task, "device": str(device),
                                         "dtype": str(dtype).removeprefix("torch."),
                                         "seconds": round(time.perf_counter() - started, 3)})
@@ -180,6 +182,15 @@ class ServedModel:
         vectors = F.normalize(hidden.float(), dim=-1).cpu().numpy()
         bounds = batch.cu_seqlens.tolist()
         return [vectors[bounds[i]:bounds[i + 1]][kept[i]] for i in range(batch.num_sequences)]
+
+
+def _own_memory(module: nn.Module) -> None:
+    """safetensors maps the weight file; on the CPU, where `.to()` may keep those pages,
+    copy them into ordinary memory now, on the loader thread. Otherwise the first forward
+    pass faults them in on the device thread, the kernel may drop and re-read them, and a
+    model file replaced on disk while it is served could crash the process."""
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        tensor.data = tensor.data.clone()
 
 
 def _build_head(spec: ModelSpec, architecture, checkpoint) -> nn.Module | None:
