@@ -307,7 +307,7 @@ class Engine:
 
     async def load(self, model: str) -> None:
         """Make a model resident now (evicting others if needed)."""
-        await self.pool.ensure(self.resolve(model).name)
+        await self.pool.ensure(self.resolve(model).name, retry_now=True)
 
     async def unload(self, model: str) -> bool:
         """Release a model's device memory (to the host tier while it has room); False if

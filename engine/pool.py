@@ -121,14 +121,15 @@ class ModelPool:
         entry.last_used = time.time()
         self._notify()
 
-    async def ensure(self, name: str, wait_for_room: bool = True) -> ServedModel:
-        """Make a model resident (single-flight) without leasing it."""
+    async def ensure(self, name: str, wait_for_room: bool = True, retry_now: bool = False) -> ServedModel:
+        """Make a model resident (single-flight) without leasing it. `retry_now` (an
+        operator's explicit load) skips the failure cooldown."""
         entry = self.entries[name]
         if entry.state == "resident":
             self.observer.pool_lookup("hit")
             return entry.served
         if entry.loading is None:
-            if entry.state == "failed" and not self.retry_due(name):
+            if entry.state == "failed" and not self.retry_due(name) and not (retry_now and not entry.permanent_failure):
                 raise ModelLoadError(entry.error or "load failed")
             self.observer.pool_lookup("host" if entry.state == "host" else "miss")
             entry.loading = asyncio.ensure_future(self._bring_in(entry, wait_for_room))

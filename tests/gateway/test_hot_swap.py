@@ -102,3 +102,20 @@ def test_operator_load_and_unload(swap_server):
     assert loaded.status_code == 200 and loaded.json() == {"model": "m6", "state": "resident"}
     unloaded = httpx.post(live.url + "/v1/models/m6/unload", timeout=60)
     assert unloaded.json()["state"] in ("host", "disk")
+
+
+def test_a_folder_fixed_after_start_up_serves_after_an_operator_load(tmp_path, minilm_spec):
+    import shutil
+
+    folder = tmp_path / "late"
+    specs = [minilm_spec, spec_from_reference("late", str(folder))]  # nothing there yet
+    with LiveServer(Engine(specs, EngineConfig(device="cpu", dtype="float32"))) as live:
+        refused = httpx.post(live.url + "/v1/encode", json={"model": "late", "inputs": ["x"]}, timeout=60)
+        assert refused.status_code == 503 and "late" in refused.json()["error"]["message"]
+        shutil.copytree(minilm_spec.path, folder)  # an operator puts the model in place
+        loaded = httpx.post(live.url + "/v1/models/late/load", timeout=60)
+        assert loaded.status_code == 200 and loaded.json()["state"] == "resident"
+        served = httpx.post(live.url + "/v1/encode", json={"model": "late", "inputs": ["x"]}, timeout=60)
+        direct = httpx.post(live.url + "/v1/encode", json={"model": minilm_spec.name, "inputs": ["x"]}, timeout=60)
+        assert served.status_code == 200
+        np.testing.assert_allclose(served.json()["embeddings"], direct.json()["embeddings"], atol=1e-6)
