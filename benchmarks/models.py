@@ -57,11 +57,7 @@ import numpy as np
 import torch
 
 from benchmarks.corpus import build_corpus
-from benchmarks.throughput import (
-    machine,
-    machine_cpu_seconds,
-    wait_for_quiet,
-)
+from benchmarks.throughput import machine, machine_cpu_seconds, verdicts_line, wait_for_quiet
 
 RESULTS = ROOT / "benchmarks" / "results"
 PEER_BATCH = 32
@@ -399,9 +395,7 @@ def report(args, systems, workloads, corpus, facts, extra) -> tuple[str, dict]:
         md.append(f"- ColBERT query vectors (untimed check, float32): {extra['query_parity']}.")
     md += ["", "\n".join(lines), ""]
     if verdicts:
-        md.append("Targets on this CPU (issue 3): " + "; ".join(
-            f"{k} >= {v['target']}x: {v['ratio']:.2f}x {'met' if v['met'] else 'MISSED'}" for k, v in verdicts.items()) + ".")
-        md.append("")
+        md += [verdicts_line("Targets on this CPU (issue 3)", verdicts), ""]
     return "\n".join(md), data
 
 

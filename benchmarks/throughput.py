@@ -476,10 +476,14 @@ def report(args, systems: list[System], corpus, real_tokens: int, facts: dict, e
         md.append(f"- HTTP: `{extra['server_command']}`, JSON bodies, httpx.AsyncClient on the same machine.")
     md += ["", table, ""]
     if verdicts:
-        md.append("Targets on this CPU: " + "; ".join(
-            f"{k} >= {v['target']}x: {v['ratio']:.2f}x {'met' if v['met'] else 'MISSED'}" for k, v in verdicts.items()) + ".")
-        md.append("")
+        md += [verdicts_line("Targets on this CPU", verdicts), ""]
     return "\n".join(md), data
+
+
+def verdicts_line(title: str, verdicts: dict) -> str:
+    """`title: name >= target: ratio met|MISSED; ...` for a results file."""
+    return title + ": " + "; ".join(
+        f"{k} >= {v['target']}x: {v['ratio']:.2f}x {'met' if v['met'] else 'MISSED'}" for k, v in verdicts.items()) + "."
 
 
 def main(argv: list[str] | None = None) -> None:

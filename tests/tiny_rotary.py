@@ -112,3 +112,13 @@ def run_packed(served, ids: list[list[int]]):
     batch = PackedBatch.pack(ids, position_offset=served.network.position_offset)
     with torch.inference_mode():
         return served.network(batch, served.attention).numpy(), batch
+
+
+def assert_per_sequence(ours, batch, expected, atol: float = 1e-4) -> None:
+    """Each packed sequence's rows of `ours` against its reference array."""
+    import numpy as np
+
+    assert ours.shape[0] == batch.num_tokens
+    for i, reference in enumerate(expected):
+        start, end = int(batch.cu_seqlens[i]), int(batch.cu_seqlens[i + 1])
+        np.testing.assert_allclose(ours[start:end], reference, atol=atol, rtol=atol, err_msg=f"sequence {i}")

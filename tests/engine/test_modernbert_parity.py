@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.batch import PackedBatch
 from engine.heads import TaskHead, pool
 from engine.models.modernbert import ModernBertEncoder
 from engine.weights import read_checkpoint
-from tests.tiny_rotary import load_served, parity_inputs, run_packed, MODERNBERT_CLASSES, tiny_modernbert
+from tests.tiny_rotary import assert_per_sequence, load_served, parity_inputs, run_packed, MODERNBERT_CLASSES, tiny_modernbert
 
 CPU = torch.device("cpu")
 
@@ -46,13 +45,6 @@ def _reference(folder, ids: list[list[int]], task: str = "base") -> list[np.ndar
     return outputs
 
 
-def _assert_per_sequence(ours: np.ndarray, batch: PackedBatch, expected: list[np.ndarray]) -> None:
-    assert ours.shape[0] == batch.num_tokens
-    for i, reference in enumerate(expected):
-        start, end = int(batch.cu_seqlens[i]), int(batch.cu_seqlens[i + 1])
-        np.testing.assert_allclose(ours[start:end], reference, atol=1e-4, rtol=1e-4, err_msg=f"sequence {i}")
-
-
 @pytest.mark.parametrize("shape", SHAPES, ids=_shape_id)
 def test_hidden_states_match_transformers(tmp_path, shape):
     folder = tiny_modernbert(tmp_path / "modernbert", **shape)
@@ -62,10 +54,10 @@ def test_hidden_states_match_transformers(tmp_path, shape):
     assert max(map(len, ids)) == 512 and min(map(len, ids)) == 1
     expected = _reference(folder, ids)
     ours, batch = run_packed(served, ids)  # everything in one packed batch
-    _assert_per_sequence(ours, batch, expected)
+    assert_per_sequence(ours, batch, expected)
     for i in (0, len(ids) - 1):  # a batch of one
         alone, single = run_packed(served, [ids[i]])
-        _assert_per_sequence(alone, single, [expected[i]])
+        assert_per_sequence(alone, single, [expected[i]])
 
 
 def test_window_matters(tmp_path):
@@ -98,7 +90,7 @@ def test_legacy_config_keys(tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     _, served = load_served(folder)
     ours, batch = run_packed(served, ids)
-    _assert_per_sequence(ours, batch, expected)
+    assert_per_sequence(ours, batch, expected)
 
 
 HEADS = [
@@ -126,4 +118,4 @@ def test_heads_match_transformers(tmp_path, task, extra):
             logits = head(pool(torch.from_numpy(hidden), batch, head.pooling)).numpy()
             np.testing.assert_allclose(logits, np.stack([e for e in expected]), atol=1e-4, rtol=1e-4)
         else:
-            _assert_per_sequence(head(torch.from_numpy(hidden)).numpy(), batch, expected)
+            assert_per_sequence(head(torch.from_numpy(hidden)).numpy(), batch, expected)

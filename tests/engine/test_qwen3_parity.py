@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.batch import PackedBatch
 from engine.heads import TaskHead, pool
 from engine.models.qwen3 import Qwen3Encoder
 from engine.weights import read_checkpoint
-from tests.tiny_rotary import load_served, parity_inputs, run_packed, tiny_qwen3
+from tests.tiny_rotary import assert_per_sequence, load_served, parity_inputs, run_packed, tiny_qwen3
 
 CPU = torch.device("cpu")
 
@@ -53,13 +52,6 @@ def _reference(folder, ids: list[list[int]], task: str = "base") -> list[np.ndar
     return outputs
 
 
-def _assert_per_sequence(ours: np.ndarray, batch: PackedBatch, expected: list[np.ndarray]) -> None:
-    assert ours.shape[0] == batch.num_tokens
-    for i, reference in enumerate(expected):
-        start, end = int(batch.cu_seqlens[i]), int(batch.cu_seqlens[i + 1])
-        np.testing.assert_allclose(ours[start:end], reference, atol=1e-4, rtol=1e-4, err_msg=f"sequence {i}")
-
-
 @pytest.mark.parametrize("shape", SHAPES, ids=_shape_id)
 def test_hidden_states_match_transformers(tmp_path, shape):
     folder = tiny_qwen3(tmp_path / "qwen3", **shape)
@@ -68,10 +60,10 @@ def test_hidden_states_match_transformers(tmp_path, shape):
     assert max(map(len, ids)) == spec.max_length == 512 and min(map(len, ids)) == 1
     expected = _reference(folder, ids)
     ours, batch = run_packed(served, ids)  # everything in one packed batch
-    _assert_per_sequence(ours, batch, expected)
+    assert_per_sequence(ours, batch, expected)
     for i in (0, len(ids) - 1):  # a batch of one
         alone, single = run_packed(served, [ids[i]])
-        _assert_per_sequence(alone, single, [expected[i]])
+        assert_per_sequence(alone, single, [expected[i]])
 
 
 def test_attention_is_causal(tmp_path):
@@ -96,7 +88,7 @@ def test_legacy_config_keys(tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     _, served = load_served(folder)
     ours, batch = run_packed(served, ids)
-    _assert_per_sequence(ours, batch, expected)
+    assert_per_sequence(ours, batch, expected)
 
 
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "lm_head"])
