@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .spec import ColbertSettings
-from .tokenize import Tokenized, load_tokenizer, refuse_overflow
+from .tokenize import LengthGuard, Tokenized, load_tokenizer, plain_copy, refuse_overflow
 
 
 class ColbertTokenizer:
@@ -39,6 +39,8 @@ class ColbertTokenizer:
             self._query.enable_padding(length=query_room, pad_id=mask, pad_token=self._query.id_to_token(mask))
         else:
             self._query.no_padding()
+        plain = plain_copy(self._document)
+        self._cut_query, self._cut_document = LengthGuard(plain, query_room), LengthGuard(plain, document_room)
         self.skiplist_ids = {i for i in (self._document.token_to_id(w) for w in settings.skiplist_words) if i is not None}
 
     def _prefix_id(self, prefix: str) -> int | None:
@@ -51,7 +53,8 @@ class ColbertTokenizer:
 
     def encode(self, texts: list[str], is_query: bool, truncate: bool = True) -> list[Tokenized]:
         tokenizer = self._query if is_query else self._document
-        encodings = tokenizer.encode_batch(texts)
+        cut = self._cut_query if is_query else self._cut_document
+        encodings = tokenizer.encode_batch([cut(text) for text in texts])
         if not truncate:
             refuse_overflow(encodings, self.query_room if is_query else self.document_room)
         prefix = self.query_prefix_id if is_query else self.document_prefix_id

@@ -8,7 +8,10 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from .errors import InputTooLong
+from .errors import InputTooLarge, InputTooLong
+
+# /tokenize shows every token, untruncated, of inputs up to this many characters each.
+TOKENIZE_MAX_CHARS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,35 +37,79 @@ class TextTokenizer:
         # The MiniLM package ships tokenizer.json with fixed padding to 128 on: never pad.
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length)
-
-    @property
-    def vocab_size(self) -> int:
-        return self._tokenizer.get_vocab_size()
-
-    def token_id(self, token: str) -> int | None:
-        return self._tokenizer.token_to_id(token)
+        self._plain = plain_copy(self._tokenizer)
+        self.cut = LengthGuard(self._plain, max_length)
 
     def id_to_token(self, token_id: int) -> str | None:
         return self._tokenizer.id_to_token(token_id)
 
     def encode_plain(self, text: str) -> list[int]:
         """Token ids without special tokens or truncation (prompt templates)."""
-        return self._tokenizer.encode(text, add_special_tokens=False).ids
+        return self._plain.encode(text, add_special_tokens=False).ids
 
     def tokens(self, text: str, add_special_tokens: bool = True) -> list[Token]:
         """Every token of `text` with its id, text and character span (None for special
         tokens), untruncated: what a tokenize endpoint shows."""
-        encoding = self._tokenizer.encode(text, add_special_tokens=add_special_tokens)
+        if len(text) > TOKENIZE_MAX_CHARS:
+            raise InputTooLarge(f"an input of {len(text)} characters is too long to list its tokens; "
+                                f"the limit is {TOKENIZE_MAX_CHARS}")
+        encoding = self._plain.encode(text, add_special_tokens=add_special_tokens)
         return [Token(i, piece if special else text[start:stop], bool(special), None if special else (start, stop))
                 for i, piece, (start, stop), special in zip(encoding.ids, encoding.tokens, encoding.offsets,
                                                              encoding.special_tokens_mask)]
 
     def encode(self, texts: list, truncate: bool = True, offsets: bool = False) -> list[Tokenized]:
         """`texts` are strings, or (first, second) pairs for cross-encoders."""
+        texts = [self.cut(t) if isinstance(t, str) else tuple(self.cut(part) for part in t) for t in texts]
         encodings = self._tokenizer.encode_batch(texts)
         if not truncate:
             refuse_overflow(encodings, self.max_length)
         return [Tokenized(e.ids, e.type_ids, _spans(e) if offsets else None) for e in encodings]
+
+
+class LengthGuard:
+    """Cuts a text far longer than a model can read before it is tokenised whole.
+
+    Tokenising is linear in characters, so a 9 MB input would hold a tokenizer thread for
+    seconds to keep 512 tokens. The guard keeps a prefix that ends at whitespace and still
+    holds more than `tokens` tokens (plus a margin): the tokens of the words before the cut
+    are the tokens the whole text starts with, so truncating the prefix gives the same
+    result as truncating the whole text, and a text that is too long is still known to be.
+    Starting from 8 characters per token, the window grows 4x until the prefix is long
+    enough or is the whole text. Only a run of more than half the window without
+    whitespace is cut mid-word."""
+
+    CHARS_PER_TOKEN = 8
+    MARGIN = 8  # tokens beyond the limit, so the word at the cut cannot reach the kept tokens
+
+    def __init__(self, plain: Tokenizer, tokens: int):
+        self.plain = plain
+        self.tokens = tokens
+
+    def __call__(self, text: str) -> str:
+        window = self.CHARS_PER_TOKEN * (self.tokens + self.MARGIN)
+        while len(text) > window:
+            prefix = text[:_word_boundary(text, window)]
+            if len(self.plain.encode(prefix, add_special_tokens=False).ids) > self.tokens + self.MARGIN:
+                return prefix
+            window *= 4
+        return text
+
+
+def _word_boundary(text: str, limit: int) -> int:
+    """The last whitespace position at or before `limit`, if one lies in its second half."""
+    for position in range(limit, limit // 2, -1):
+        if text[position].isspace():
+            return position
+    return limit
+
+
+def plain_copy(tokenizer: Tokenizer) -> Tokenizer:
+    """The same tokenizer without truncation or padding (counting, listing tokens)."""
+    plain = Tokenizer.from_str(tokenizer.to_str())
+    plain.no_truncation()
+    plain.no_padding()
+    return plain
 
 
 def _spans(encoding) -> list[tuple[int, int] | None]:
