@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelNotFound
+from .errors import ModelNotFound, about_model
 from .spec import ModelSpec, resolve_model_path, spec_from_folder, unreadable_spec
 
 log = logging.getLogger("shoal.engine")
@@ -45,7 +45,7 @@ def spec_from_reference(name: str, path_or_id: str, overrides: dict[str, Any] | 
         spec = spec_from_folder(name, folder, source=source)
     except (ModelNotFound, OSError, ValueError) as error:
         log.error("model unavailable", extra={"model": name, "reason": str(error)})
-        return unreadable_spec(name, path_or_id, str(error))
+        return unreadable_spec(name, path_or_id, about_model(name, error))
     return spec.with_overrides(overrides or {})
 
 

@@ -7,6 +7,7 @@ the event loop keeps accepting and tokenising while the device computes."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -19,8 +20,8 @@ import torch
 
 from .attention import select_backend
 from .device import resolve_device, resolve_dtype
-from .errors import (DeadlineExceeded, EngineError, InputTooLong, InvalidInput, ModelLoadError, ModelNotFound,
-                     NotReady, TooManyInputs, UnsupportedOutput)
+from .errors import (DeadlineExceeded, about_model, EngineError, InputTooLarge, InputTooLong, InvalidInput, ModelLoadError,
+                     ModelNotFound, NotReady, TooManyInputs, UnsupportedOutput)
 from .colbert import ColbertTokenizer, maxsim
 from .entities import Entity, entities, softmax
 from .fallback import BACKEND_NAME as FALLBACK_BACKEND
@@ -31,7 +32,7 @@ from .pool import ModelPool
 from .scheduler import Batch, Job, Scheduler
 from .served import ServedModel
 from .spec import INPUT_TYPES, POOLING_MODES, ModelSpec, spec_from_folder
-from .tokenize import TextTokenizer, Token, Tokenized
+from .tokenize import TOKENIZE_MAX_CHARS, TextTokenizer, Token, Tokenized
 
 log = logging.getLogger("shoal.engine")
 
@@ -70,6 +71,7 @@ class EngineConfig:
     host_cache: int | None = None  # host bytes for evicted models' weights; None: same as the budget
     swap_age_seconds: float = 0.1  # how long a cold model's request may wait while resident models have work
     default_deadline_seconds: float | None = 120.0  # for requests that set none; None: no deadline
+    load_timeout_seconds: float = 120.0  # how long an operator's load waits for room and for the load
     tokenizer_threads: int = max(1, min(4, (os.cpu_count() or 2)))
 
 
@@ -118,6 +120,26 @@ class ModelStatus:
     pinned: bool
 
 
+def _counted(method):
+    """A public call: refused once the engine stops accepting, and counted while it runs,
+    so a drain ends the moment the last one is answered."""
+
+    @functools.wraps(method)
+    async def call(self: "Engine", *args, **kwargs):
+        if not self._accepting:
+            raise NotReady("the server is shutting down")
+        self._active += 1
+        self._idle.clear()
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            self._active -= 1
+            if not self._active:
+                self._idle.set()
+
+    return call
+
+
 class Engine:
     def __init__(self, specs: Sequence[ModelSpec], config: EngineConfig = EngineConfig(),
                  observer: EngineObserver | None = None):
@@ -147,6 +169,9 @@ class Engine:
         self._work = asyncio.Event()
         self._worker: asyncio.Task | None = None
         self._accepting = False
+        self._active = 0  # public calls in progress (tokenising, queued or on the device)
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def set_observer(self, observer: EngineObserver) -> None:
         self.observer = self.pool.observer = observer
@@ -165,11 +190,15 @@ class Engine:
                                           "models": list(self.specs)})
 
     async def stop(self, drain_seconds: float = 30.0) -> None:
-        """Stop accepting, finish queued work (up to `drain_seconds`), then stop the worker."""
+        """Stop accepting, let calls in progress finish (at most `drain_seconds`, and no
+        longer than they take), then stop the worker. Anything still queued then is answered
+        with NotReady: nothing accepted goes unanswered."""
         self._accepting = False
-        deadline = time.monotonic() + drain_seconds
-        while not self.scheduler.empty() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        if self._active:
+            try:
+                await asyncio.wait_for(self._idle.wait(), drain_seconds)
+            except asyncio.TimeoutError:
+                log.warning("drain time is up", extra={"calls": self._active, "seconds": drain_seconds})
         for task in self._swaps:
             task.cancel()
         if self._worker:
@@ -178,12 +207,21 @@ class Engine:
                 await self._worker
             except asyncio.CancelledError:
                 pass
+        stopped = NotReady("the server stopped before this request was processed")
+        for queue in list(self.scheduler.queues.values()):
+            for job in list(queue.jobs):
+                self.scheduler.fail(job, stopped)
         for executor in (self._device_thread, self._load_thread, self._tokenize_threads):
             executor.shutdown(wait=False, cancel_futures=True)
 
     @property
     def ready(self) -> bool:
         return self._accepting and self._worker is not None and not self._worker.done()
+
+    def can_serve(self) -> bool:
+        """Whether at least one configured model is, or may become, able to serve: not
+        every model has failed (a failure with a retry due counts as able)."""
+        return any(entry.state != "failed" or self.pool.retry_due(name) for name, entry in self.pool.entries.items())
 
     # ---- public API ------------------------------------------------------------------
     def resolve(self, model: str) -> ModelSpec:
@@ -192,6 +230,7 @@ class Engine:
             raise ModelNotFound(f"model {model!r} is not served here; known models: {sorted(self.specs)}")
         return self.specs[name]
 
+    @_counted
     async def encode(self, model: str, texts: Sequence[str], input_type: str = "document", output: str = "dense",
                      dimensions: int | None = None, normalize: bool | None = None, truncate: bool = True,
                      deadline: float | None = None, top_k: int | None = None,
@@ -232,35 +271,59 @@ class Engine:
         vectors = await self._submit(spec.name, kind, items, np.stack, deadline)
         return Encoded(output, finish_dense(vectors, dimensions, normalize), _tokens(items))
 
+    @_counted
     async def score(self, model: str, query: str, documents: Sequence[str], raw_scores: bool = False,
                     truncate: bool = True, deadline: float | None = None) -> Scored:
         """Relevance of each document to the query, in document order: cross-encoders
         (sigmoid of the logit unless `raw_scores`), causal rerankers (P(yes)), and ColBERT
         models (MaxSim over normalised token vectors)."""
-        spec = self.resolve(model)
-        self._require(spec, "score")
         if not isinstance(query, str) or not query:
             raise InvalidInput("query must be a non-empty string")
         self._check_inputs(documents)
-        documents = list(documents)
+        return await self._score_pairs(model, [(query, document) for document in documents], raw_scores, truncate,
+                                       deadline)
+
+    @_counted
+    async def score_pairs(self, model: str, pairs: Sequence[tuple[str, str]], raw_scores: bool = False,
+                          truncate: bool = True, deadline: float | None = None) -> Scored:
+        """`score` for (query, document) pairs that need not share a query (TEI's /predict),
+        computed as one request."""
+        if not isinstance(pairs, (list, tuple)) or not pairs:
+            raise InvalidInput("pairs must be a non-empty list of (text, text) pairs")
+        if len(pairs) > self.config.max_inputs_per_request:
+            raise TooManyInputs(f"{len(pairs)} pairs in one request; the limit is {self.config.max_inputs_per_request}")
+        if not all(isinstance(pair, (list, tuple)) and len(pair) == 2 for pair in pairs):
+            raise InvalidInput("each pair must hold two texts")
+        self._check_inputs([text for pair in pairs for text in pair], limit=2 * len(pairs))
+        return await self._score_pairs(model, [tuple(pair) for pair in pairs], raw_scores, truncate, deadline)
+
+    async def _score_pairs(self, model: str, pairs: list[tuple[str, str]], raw_scores: bool, truncate: bool,
+                           deadline: float | None) -> Scored:
+        spec = self.resolve(model)
+        self._require(spec, "score")
         if spec.task == "colbert":
             colbert = self._colbert_tokenizer(spec)
+            queries = list(dict.fromkeys(query for query, _ in pairs))  # each distinct query once
             query_items, document_items = await asyncio.gather(
-                self._tokenize(colbert.encode, [query], True, truncate),
-                self._tokenize(colbert.encode, documents, False, truncate))
+                self._tokenize(colbert.encode, queries, True, truncate),
+                self._tokenize(colbert.encode, [document for _, document in pairs], False, truncate))
             query_vectors, document_vectors = await asyncio.gather(
                 self._submit(spec.name, "multivector_query", query_items, list, deadline),
                 self._submit(spec.name, "multivector_document", document_items, list, deadline))
-            return Scored(maxsim(query_vectors[0], document_vectors), _tokens(query_items) + _tokens(document_items))
+            by_query = dict(zip(queries, query_vectors))
+            scores = [maxsim(by_query[query], [vectors])[0]
+                      for (query, _), vectors in zip(pairs, document_vectors)]
+            return Scored(scores, _tokens(query_items) + _tokens(document_items))
         if spec.task == "causal_rerank":
-            items = await self._tokenize(self._rerank_prompts, spec, query, documents, truncate)
+            items = await self._tokenize(self._rerank_prompts, spec, pairs, truncate)
         else:
-            items = await self._tokenize(self._text_tokenizer(spec).encode, [(query, d) for d in documents], truncate)
+            items = await self._tokenize(self._text_tokenizer(spec).encode, pairs, truncate)
         logits = await self._submit(spec.name, "sequence_logits", items, np.stack, deadline)
         raw = logits[:, 1] - logits[:, 0] if spec.task == "causal_rerank" else logits[:, 0]
         scores = raw if raw_scores else 1.0 / (1.0 + np.exp(-raw))
         return Scored([float(x) for x in scores], _tokens(items))
 
+    @_counted
     async def classify(self, model: str, texts: Sequence[str], truncate: bool = True,
                        deadline: float | None = None) -> Classified:
         """Label probabilities per input: softmax, or sigmoid per label for multi-label models."""
@@ -272,6 +335,7 @@ class Engine:
         probabilities = 1.0 / (1.0 + np.exp(-logits)) if spec.multi_label else softmax(logits)
         return Classified(spec.labels, probabilities.astype(np.float32), _tokens(items))
 
+    @_counted
     async def extract(self, model: str, texts: Sequence[str], truncate: bool = True,
                       deadline: float | None = None) -> Extracted:
         """Entity spans per input, with character offsets into the original text."""
@@ -285,11 +349,15 @@ class Engine:
                  for text, token_logits, item in zip(texts, logits, items)]
         return Extracted(found, _tokens(items))
 
+    @_counted
     async def tokenize(self, model: str, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[Token]]:
         """The model's own tokenisation of each text (ids, token texts, character spans),
         untruncated, computed off the event loop."""
         spec = self.resolve(model)
         self._check_inputs(texts)
+        if sum(len(text) for text in texts) > 10 * TOKENIZE_MAX_CHARS:
+            raise InputTooLarge(f"these inputs hold more than {10 * TOKENIZE_MAX_CHARS} characters in all; "
+                                f"list their tokens in smaller requests")
         tokenizer = self._text_tokenizer(spec)
         return await self._tokenize(lambda: [tokenizer.tokens(text, add_special_tokens) for text in texts])
 
@@ -305,14 +373,19 @@ class Engine:
             ))
         return result
 
-    async def load(self, model: str) -> None:
-        """Make a model resident now (evicting others if needed)."""
-        await self.pool.ensure(self.resolve(model).name, retry_now=True)
+    async def load(self, model: str) -> str:
+        """Make a model resident now (evicting others if needed), waiting at most the load
+        timeout for room and for the load (LoadTimeout; the load goes on). Returns its state."""
+        name = self.resolve(model).name
+        await self.pool.ensure(name, timeout=self.config.load_timeout_seconds, retry_now=True)
+        return self.pool.entries[name].state
 
-    async def unload(self, model: str) -> bool:
-        """Release a model's device memory (to the host tier while it has room); False if
-        it was not resident or is running a batch."""
-        return self.pool.unload(self.resolve(model).name)
+    async def unload(self, model: str) -> str:
+        """Release a model's device memory (to the host tier while it has room). Pinned,
+        running or loading models are a Conflict. Returns its state."""
+        name = self.resolve(model).name
+        self.pool.unload(name)
+        return self.pool.entries[name].state
 
     def queue_depth(self) -> dict[str, tuple[int, int]]:
         """model -> (queued items, queued tokens), for every known model."""
@@ -320,11 +393,12 @@ class Engine:
         return {name: depth.get(name, (0, 0)) for name in self.specs}
 
     # ---- internals -------------------------------------------------------------------
-    def _check_inputs(self, texts: Sequence[str]) -> None:
+    def _check_inputs(self, texts: Sequence[str], limit: int | None = None) -> None:
+        limit = limit or self.config.max_inputs_per_request  # pairs: checked by the caller
         if not isinstance(texts, (list, tuple)) or not texts:
             raise InvalidInput("inputs must be a non-empty list of strings")
-        if len(texts) > self.config.max_inputs_per_request:
-            raise TooManyInputs(f"{len(texts)} inputs in one request; the limit is {self.config.max_inputs_per_request}")
+        if len(texts) > limit:
+            raise TooManyInputs(f"{len(texts)} inputs in one request; the limit is {limit}")
         for position, text in enumerate(texts):
             if not isinstance(text, str):
                 raise InvalidInput(f"input {position} is not a string")
@@ -333,8 +407,8 @@ class Engine:
 
     def _require(self, spec: ModelSpec, capability: str) -> None:
         entry = self.pool.entries[spec.name]
-        if entry.state == "failed" and not self.pool.retry_due(spec.name):
-            raise ModelLoadError(entry.error or "load failed")
+        if entry.state != "resident" and entry.loading is None:
+            self.pool.check_loadable(spec.name)  # fail fast: it failed recently, or can never fit
         if spec.problem and entry.state != "resident":
             raise ModelLoadError(f"model {spec.name!r} is unavailable: {spec.problem}; "
                                  f"fix its folder and POST /v1/models/{spec.name}/load")
@@ -358,7 +432,7 @@ class Engine:
                 raise ModelLoadError(f"model {spec.name!r}: cannot read its tokenizer: {error}") from error
         return self._tokenizers[key]
 
-    def _rerank_prompts(self, spec: ModelSpec, query: str, documents: list[str], truncate: bool) -> list[Tokenized]:
+    def _rerank_prompts(self, spec: ModelSpec, pairs: list[tuple[str, str]], truncate: bool) -> list[Tokenized]:
         """Qwen3-Reranker's chat template around each (query, document) pair."""
         tokenizer = self._text_tokenizer(spec)
         prefix = tokenizer.encode_plain(QWEN3_RERANK_PREFIX)
@@ -366,7 +440,8 @@ class Engine:
         instruction = spec.instruction or DEFAULT_RERANK_INSTRUCTION
         room = spec.max_length - len(prefix) - len(suffix)
         items = []
-        for position, document in enumerate(documents):
+        for position, (query, document) in enumerate(pairs):
+            query, document = tokenizer.cut(query), tokenizer.cut(document)
             body = tokenizer.encode_plain(f"<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {document}")
             if len(body) > room and not truncate:
                 raise InputTooLong(f"document {position} is longer than the model's maximum and truncate is false")
@@ -375,13 +450,9 @@ class Engine:
         return items
 
     async def _tokenize(self, function, *args):
-        if not self._accepting:
-            raise NotReady("the server is shutting down")
         return await asyncio.get_running_loop().run_in_executor(self._tokenize_threads, function, *args)
 
     async def _submit(self, model: str, kind: str, items, finish, deadline: float | None) -> Any:
-        if not self._accepting:
-            raise NotReady("the server is shutting down")
         if deadline is None and self.config.default_deadline_seconds:
             deadline = time.monotonic() + self.config.default_deadline_seconds
         if deadline is not None and deadline < time.monotonic():
@@ -405,9 +476,9 @@ class Engine:
             try:
                 spec = replace(spec_from_folder(spec.name, spec.path, spec.source), pin=spec.pin)
             except (EngineError, OSError, ValueError) as error:
-                raise ModelLoadError(f"model {spec.name!r}: {getattr(error, 'message', error)}") from error
+                raise ModelLoadError(about_model(spec.name, error)) from error
             if spec.problem:
-                raise ModelLoadError(f"model {spec.name!r}: {spec.problem}")
+                raise ModelLoadError(about_model(spec.name, spec.problem))
             # the folder is readable now: serve it from here on (single assignments, safe across threads)
             self.specs[spec.name] = self.pool.entries[spec.name].spec = spec
             self._tokenizers.pop((spec.name, "text"), None)
@@ -453,24 +524,28 @@ class Engine:
             self._deliver(batch, outputs)
 
     def _start_swaps(self) -> None:
-        """Start loading the most urgent cold model, if one is due and room can be made.
-        The load runs on the loader thread while the device keeps serving resident models."""
-        if self._worker is None or self._worker.done() or any(not task.done() for task in self._swaps):
-            return  # one loader thread: one load at a time
+        """Start loading the most urgent cold model that can be brought in now. The load runs
+        on the loader thread while the device keeps serving resident models. A model that
+        failed recently or can never fit beside the pinned models has its requests failed at
+        once; one that must wait for a running batch to end is skipped, never blocking the
+        models behind it."""
+        if self._worker is None or self._worker.done() or self.pool.loading:
+            return  # one loader thread: one load at a time; the next starts when it ends
         for model in self.scheduler.swap_candidates(self.pool.resident(), self.config.swap_age_seconds):
-            entry = self.pool.entries[model]
-            if entry.state == "failed" and not self.pool.retry_due(model):
-                self.scheduler.fail_model(model, ModelLoadError(entry.error or "load failed"))
+            try:
+                self.pool.check_loadable(model)
+            except EngineError as error:
+                self.scheduler.fail_model(model, error)
                 continue
-            if self.pool.is_loading(model) or not self.pool.can_make_room(model):
+            load = self.pool.begin_load(model)
+            if load is not None:
+                task = asyncio.create_task(self._swap_in(model, load))
+                self._swaps = {task for task in self._swaps if not task.done()} | {task}
                 return
-            task = asyncio.create_task(self._swap_in(model))
-            self._swaps = {task}
-            return
 
-    async def _swap_in(self, model: str) -> None:
+    async def _swap_in(self, model: str, load: asyncio.Future) -> None:
         try:
-            await self.pool.ensure(model)
+            await load
             now = time.monotonic()
             for job in self.scheduler.jobs_of(model):
                 self.observer.load_waited(model, now - job.enqueued_at)

@@ -11,6 +11,13 @@ class EngineError(Exception):
         self.message = message
 
 
+def about_model(name: str, error: Exception | str) -> str:
+    """`model 'x': <reason>`, without doubling the prefix when the reason already has it."""
+    reason = getattr(error, "message", None) or str(error)
+    prefix = f"model {name!r}: "
+    return reason if reason.startswith(prefix) else prefix + reason
+
+
 class InvalidInput(EngineError):
     status = 422
     kind = "invalid_request"
@@ -23,6 +30,11 @@ class InputTooLong(InvalidInput):
 class TooManyInputs(EngineError):
     status = 413
     kind = "too_many_inputs"
+
+
+class InputTooLarge(EngineError):
+    status = 413
+    kind = "input_too_large"
 
 
 class ModelNotFound(EngineError):
@@ -58,3 +70,24 @@ class DeadlineExceeded(EngineError):
 class ModelLoadError(EngineError):
     status = 503
     kind = "model_load_failed"
+
+
+class NoRoom(EngineError):
+    """The model cannot fit in the memory budget beside the models that never leave it."""
+
+    status = 503
+    kind = "model_cannot_fit"
+
+
+class LoadTimeout(EngineError):
+    """An operator's load did not finish in time (it goes on in the background)."""
+
+    status = 504
+    kind = "load_timeout"
+
+
+class Conflict(EngineError):
+    """The operation contradicts the model's state (unloading a pinned or busy model)."""
+
+    status = 409
+    kind = "conflict"

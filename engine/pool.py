@@ -16,15 +16,19 @@ only changes which budget a parked model counts against."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import ModelLoadError
+from .errors import Conflict, LoadTimeout, ModelLoadError, NoRoom
 from .served import ServedModel
 from .spec import ModelSpec
 from .sizes import format_size
+
+log = logging.getLogger("shoal.engine")
 
 RETRY_COOLDOWN_SECONDS = 10.0
 RESERVE_FRACTION = 0.10  # working memory per model, beyond its weights ...
@@ -77,7 +81,8 @@ class ModelPool:
         self.on_change: Callable[[], None] = lambda: None  # the engine wakes its worker here
         for entry in self.entries.values():
             if entry.spec.problem:  # unreadable at start-up: failed now, retried after the cooldown
-                entry.state, entry.error, entry.failed_at = "failed", entry.spec.problem, time.monotonic()
+                entry.state, entry.failed_at = "failed", time.monotonic()
+                entry.error = public_reason(entry.spec.problem, entry.spec)
             elif entry.bytes > budget:
                 entry.state, entry.permanent_failure = "failed", True
                 entry.error = (f"model {entry.spec.name!r} needs {format_size(entry.bytes)} but the memory budget "
@@ -99,9 +104,6 @@ class ModelPool:
         entry = self.entries[name]
         return not entry.permanent_failure and time.monotonic() - entry.failed_at >= RETRY_COOLDOWN_SECONDS
 
-    def is_loading(self, name: str) -> bool:
-        return self.entries[name].loading is not None
-
     def _notify(self) -> None:
         self._changed.set()
         self.on_change()
@@ -121,51 +123,95 @@ class ModelPool:
         entry.last_used = time.time()
         self._notify()
 
-    async def ensure(self, name: str, wait_for_room: bool = True, retry_now: bool = False) -> ServedModel:
-        """Make a model resident (single-flight) without leasing it. `retry_now` (an
-        operator's explicit load) skips the failure cooldown."""
+    async def ensure(self, name: str, timeout: float | None = None, retry_now: bool = False) -> ServedModel:
+        """Make a model resident (single-flight) without leasing it, waiting at most
+        `timeout` seconds for room and for the load (None: no limit, for callers whose
+        own deadline bounds them). `retry_now` (an operator's explicit load) skips the
+        failure cooldown. A load that times out here goes on in the background."""
         entry = self.entries[name]
-        if entry.state == "resident":
+        deadline = None if timeout is None else time.monotonic() + timeout
+        looked = False
+        while entry.state != "resident":
+            if entry.loading is None:
+                self.check_loadable(name, retry_now)
+                if not looked:
+                    self.observer.pool_lookup("host" if entry.state == "host" else "miss")
+                    looked = True
+                if self.begin_load(name) is None:  # busy models hold the room: wait for a lease to end
+                    self._changed.clear()
+                    await self._wait(self._changed.wait(), deadline, name, "room")
+                    continue
+            await self._wait(asyncio.shield(entry.loading), deadline, name, "its load")
+        if not looked:
             self.observer.pool_lookup("hit")
-            return entry.served
-        if entry.loading is None:
-            if entry.state == "failed" and not self.retry_due(name) and not (retry_now and not entry.permanent_failure):
-                raise ModelLoadError(entry.error or "load failed")
-            self.observer.pool_lookup("host" if entry.state == "host" else "miss")
-            entry.loading = asyncio.ensure_future(self._bring_in(entry, wait_for_room))
-        return await asyncio.shield(entry.loading)
+        return entry.served
+
+    async def _wait(self, awaitable, deadline: float | None, name: str, what: str):
+        if deadline is None:
+            return await awaitable
+        try:
+            return await asyncio.wait_for(awaitable, max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            raise LoadTimeout(f"model {name!r}: timed out waiting for {what}; a load in progress goes on") from None
+
+    def check_loadable(self, name: str, retry_now: bool = False) -> None:
+        """Raise at once when a load of `name` could not succeed now: it failed recently
+        (ModelLoadError) or it cannot fit beside the pinned models (NoRoom)."""
+        entry = self.entries[name]
+        if entry.state == "failed" and not self.retry_due(name) and not (retry_now and not entry.permanent_failure):
+            raise ModelLoadError(entry.error or "load failed")
+        pinned = [e for e in self.entries.values() if e.pinned and e is not entry and e.state != "failed"]
+        room = self.budget - sum(e.bytes for e in pinned)
+        if entry.bytes > room:
+            raise NoRoom(f"model {name!r} needs {format_size(entry.bytes)} but only {format_size(max(room, 0))} of "
+                         f"the {format_size(self.budget)} memory budget is left beside the pinned models "
+                         f"{sorted(e.spec.name for e in pinned)}; unpin one or raise --memory-budget")
 
     def can_make_room(self, name: str) -> bool:
         """Whether `name` could be brought in now without waiting for a lease to end."""
-        entry = self.entries[name]
-        free = self.budget - self.device_bytes + sum(e.bytes for e in self._victims())
-        return entry.bytes <= free
+        return self._plan_eviction(self.entries[name].bytes) is not None
+
+    @property
+    def loading(self) -> bool:
+        return any(e.loading is not None for e in self.entries.values())
 
     # ---- loading and eviction --------------------------------------------------------
-    async def _bring_in(self, entry: PoolEntry, wait_for_room: bool) -> ServedModel:
+    def begin_load(self, name: str) -> asyncio.Future | None:
+        """Start bringing `name` in, if room can be made now: the evictions happen here, at
+        once, so nothing can take the room before the load starts. Returns the load's
+        future (an existing one if a load is in flight), or None if busy models hold the
+        room. Call `check_loadable` first."""
+        entry = self.entries[name]
+        if entry.loading is not None:
+            return entry.loading
+        victims = self._plan_eviction(entry.bytes)
+        if victims is None:
+            return None
+        from_host, previous_state = entry.state == "host", entry.state
+        entry.state = "loading"
+        parked = [served for victim in victims if (served := self._evict(victim, "lru")) is not None]
+        entry.loading = asyncio.ensure_future(self._bring_in(entry, from_host, previous_state, parked))
+        return entry.loading
+
+    async def _bring_in(self, entry: PoolEntry, from_host: bool, previous_state: str,
+                        parked: list[ServedModel]) -> ServedModel:
         name = entry.spec.name
-        previous_state = entry.state
+        started = time.perf_counter()
         try:
-            while (victims := self._plan_eviction(entry.bytes)) is None:
-                if not wait_for_room:
-                    raise ModelLoadError(f"no room for {name!r}: every resident model is busy or pinned")
-                self._changed.clear()
-                await self._changed.wait()  # a lease ended or a load finished
-            from_host = entry.state == "host"
-            entry.state = "loading"
-            parked = [served for victim in victims if (served := self._evict(victim, "lru")) is not None]
-            started = time.perf_counter()
             loop = asyncio.get_running_loop()
             served = await loop.run_in_executor(self.executor, self._load_or_restore, entry, from_host, parked)
-        except Exception as error:
+        except BaseException as error:
             entry.loading = None
-            self._notify()
-            if isinstance(error, asyncio.CancelledError):
-                entry.state = previous_state if previous_state != "loading" else "disk"
+            if isinstance(error, asyncio.CancelledError):  # the engine is stopping
+                entry.state = previous_state if previous_state in ("host", "disk") else "disk"
+                self._notify()
                 raise
+            reason = error.message if isinstance(error, ModelLoadError) else f"{type(error).__name__}: {error}"
+            log.error("model load failed", extra={"model": name, "reason": reason})
             entry.state, entry.failed_at, entry.served = "failed", time.monotonic(), None
-            entry.error = error.message if isinstance(error, ModelLoadError) else f"{type(error).__name__}: {error}"
+            entry.error = public_reason(reason, entry.spec)
             self.observer.model_load_failed(name)
+            self._notify()
             raise ModelLoadError(entry.error) from error
         entry.served, entry.state, entry.error = served, "resident", None
         # a folder unreadable at start-up had no size estimate: count what actually loaded
@@ -224,16 +270,22 @@ class ModelPool:
                 break
             entry.state, entry.served = "disk", None
 
-    def unload(self, name: str) -> bool:
-        """Operator unload: move to the host tier (or disk) unless pinned, leased or loading."""
+    def unload(self, name: str) -> None:
+        """Operator unload: move to the host tier (or disk). A model that is not resident is
+        left as it is; a pinned, busy or loading one is a Conflict naming why."""
         entry = self.entries[name]
-        if entry.state != "resident" or entry.leases or entry.pinned:
-            return False
+        if entry.pinned:
+            raise Conflict(f"model {name!r} is pinned; it is never unloaded")
+        if entry.loading is not None:
+            raise Conflict(f"model {name!r} is loading; unload it once it is resident")
+        if entry.state != "resident":
+            return
+        if entry.leases:
+            raise Conflict(f"model {name!r} is running a batch; try again in a moment")
         served = self._evict(entry, "operator")
         if served is not None:
             served.to_host()
         self._notify()
-        return True
 
     def evict_idle(self, reason: str, keep: str | None = None) -> int:
         """Evict every unleased, unpinned resident model but `keep` (out-of-memory recovery)."""
@@ -245,3 +297,14 @@ class ModelPool:
                     served.to_host()
                 count += 1
         return count
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s'\"/:,;()]+/)*[^\s'\"/:,;()]*")
+
+
+def public_reason(reason: str, spec: ModelSpec) -> str:
+    """A load failure as clients see it: files named relative to the model's folder, and
+    no other server path (the log keeps the full reason)."""
+    for folder in {str(spec.path), str(spec.path.resolve())} if spec.path else ():
+        reason = reason.replace(folder + "/", "").replace(folder, "its folder")
+    return _ABSOLUTE_PATH.sub("<path>", reason)

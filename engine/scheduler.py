@@ -1,5 +1,12 @@
 """Per-model queues and batch formation by token budget.
 
+Invariants (a hypothesis test drives them on real tiny models):
+- `queued_tokens` is the sum of the tokens of live queued work, and nothing else: a job
+  leaves its queue the moment its future is done (result, failure, deadline or the caller's
+  cancellation), so dead work never counts against admission or the queue gauges.
+- Every job with a deadline has a timer on the event loop that fails it when the deadline
+  passes, whether or not the device worker is awake.
+
 All methods run on the event loop thread; nothing here touches the device."""
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ class Job:
     enqueued_at: float = field(default_factory=time.monotonic)
     outputs: list[Any] = field(default_factory=list)
     remaining: int = 0
+    timer: asyncio.TimerHandle | None = None  # fails the job at its deadline
 
     def __post_init__(self):
         self.outputs = [None] * len(self.items)
@@ -35,11 +43,6 @@ class Job:
     @property
     def tokens(self) -> int:
         return sum(len(item.ids) for item in self.items)
-
-    @property
-    def abandoned(self) -> bool:
-        """The caller went away (disconnect cancels its await) or the job already failed."""
-        return self.future.done()
 
 
 @dataclass(eq=False, slots=True)
@@ -68,15 +71,15 @@ class Batch:
 
 
 class ModelQueue:
+    """One (model, kind) queue: jobs in arrival order, each with its items not yet batched."""
+
     def __init__(self):
-        self.items: deque[WorkItem] = deque()
+        self.jobs: dict[Job, deque[WorkItem]] = {}  # insertion order = arrival order
+        self.items = 0
         self.tokens = 0
 
-    def __len__(self) -> int:
-        return len(self.items)
-
     def oldest(self) -> float:
-        return self.items[0].job.enqueued_at
+        return next(iter(self.jobs)).enqueued_at
 
 
 class Scheduler:
@@ -88,6 +91,8 @@ class Scheduler:
         self.tokens_per_second = 0.0  # moving average, for Retry-After hints
 
     def submit(self, job: Job) -> None:
+        """Queue a job (or refuse it with 429 when the queue is full). From here on the job
+        leaves the queue by itself when its future is done, and its deadline is armed."""
         tokens = job.tokens
         if self.queued_tokens + tokens > self.max_queue_tokens and self.queued_tokens > 0:
             backlog = self.queued_tokens / max(self.tokens_per_second, 1.0)
@@ -96,56 +101,64 @@ class Scheduler:
         queue = self.queues.setdefault((job.model, job.kind), ModelQueue())
         # Within one job, shortest first: consecutive batches then hold similar lengths,
         # which keeps equal-length runs long for the CPU attention path.
-        for index in sorted(range(len(job.items)), key=lambda i: len(job.items[i].ids)):
-            queue.items.append(WorkItem(job, index))
+        order = sorted(range(len(job.items)), key=lambda i: len(job.items[i].ids))
+        queue.jobs[job] = deque(WorkItem(job, index) for index in order)
+        queue.items += len(job.items)
         queue.tokens += tokens
         self.queued_tokens += tokens
+        job.future.add_done_callback(lambda _: self._withdraw(job))
+        if job.deadline is not None:
+            delay = max(0.0, job.deadline - time.monotonic())
+            expired = DeadlineExceeded("deadline passed before the request was processed")
+            job.timer = asyncio.get_running_loop().call_later(delay, self.fail, job, expired)
+
+    def _withdraw(self, job: Job) -> None:
+        """The job is answered (or abandoned): drop what is left of it from its queue."""
+        if job.timer is not None:
+            job.timer.cancel()
+        queue = self.queues.get((job.model, job.kind))
+        left = queue.jobs.pop(job, None) if queue else None
+        if left:
+            tokens = sum(item.length for item in left)
+            queue.items -= len(left)
+            queue.tokens -= tokens
+            self.queued_tokens -= tokens
 
     def next_batch(self, eligible: Callable[[str], bool] | None = None) -> Batch | None:
         """From the queue with the oldest waiting work among `eligible` models (by default
         all), items up to the token budget, length-sorted."""
-        self._drop_dead()
         waiting = [(q.oldest(), key) for key, q in self.queues.items()
-                   if q.items and (eligible is None or eligible(key[0]))]
+                   if q.jobs and (eligible is None or eligible(key[0]))]
         if not waiting:
             return None
         _, (model, kind) = min(waiting)
         queue = self.queues[(model, kind)]
         items, tokens = [], 0
-        while queue.items:
-            item = queue.items[0]
-            if item.job.abandoned:
-                self._pop(queue)
+        while queue.jobs:
+            job, left = next(iter(queue.jobs.items()))
+            if job.future.done():  # answered a moment ago; its done callback has not run yet
+                self._withdraw(job)
                 continue
-            if items and tokens + item.length > self.max_batch_tokens:
-                break
-            items.append(self._pop(queue))
-            tokens += item.length
-        if not items:
-            return None
+            while left and (not items or tokens + left[0].length <= self.max_batch_tokens):
+                item = left.popleft()
+                items.append(item)
+                tokens += item.length
+            if left:
+                break  # the budget is full
+            del queue.jobs[job]  # every item of this job is in a batch now
+        if not items:  # every job in that queue had just been answered: look again
+            return self.next_batch(eligible)
+        queue.items -= len(items)
+        queue.tokens -= tokens
+        self.queued_tokens -= tokens
         items.sort(key=lambda item: item.length)
         return Batch(model, kind, items)
 
-    def _pop(self, queue: ModelQueue) -> WorkItem:
-        item = queue.items.popleft()
-        queue.tokens -= item.length
-        self.queued_tokens -= item.length
-        return item
-
-    def _drop_dead(self) -> None:
-        """Fail jobs whose deadline has passed before their work reaches the device."""
-        now = time.monotonic()
-        for queue in self.queues.values():
-            for item in queue.items:
-                job = item.job
-                if job.deadline is not None and job.deadline < now and not job.future.done():
-                    job.future.set_exception(DeadlineExceeded("deadline passed before the request was processed"))
-
     def waiting_models(self) -> dict[str, tuple[float, int]]:
-        """model -> (enqueue time of its oldest waiting item, queued tokens)."""
+        """model -> (enqueue time of its oldest waiting job, queued tokens)."""
         result: dict[str, tuple[float, int]] = {}
         for (model, _), queue in self.queues.items():
-            if queue.items:
+            if queue.jobs:
                 oldest, tokens = result.get(model, (float("inf"), 0))
                 result[model] = (min(oldest, queue.oldest()), tokens + queue.tokens)
         return result
@@ -165,22 +178,20 @@ class Scheduler:
         return [model for _, model in sorted(due)]
 
     def jobs_of(self, model: str) -> list[Job]:
-        jobs: dict[int, Job] = {}
-        for (name, _), queue in self.queues.items():
-            if name == model:
-                for item in queue.items:
-                    jobs[id(item.job)] = item.job
-        return list(jobs.values())
+        """The queued jobs of a model, oldest first."""
+        return [job for (name, _), queue in self.queues.items() if name == model for job in queue.jobs]
 
     def fail_model(self, model: str, error: Exception) -> None:
-        """Answer every queued job of a model with `error` (its load failed)."""
+        """Answer every queued job of a model with `error`; each leaves its queue as it fails."""
         for job in self.jobs_of(model):
-            if not job.future.done():
-                job.future.set_exception(error)
-        for (name, _), queue in self.queues.items():
-            if name == model:
-                while queue.items:
-                    self._pop(queue)
+            self.fail(job, error)
+
+    def fail(self, job: Job, error: Exception) -> None:
+        """Answer a job with `error` and drop it from its queue at once (not when the loop
+        gets round to the done callback)."""
+        if not job.future.done():
+            job.future.set_exception(error)
+        self._withdraw(job)
 
     def record_throughput(self, tokens: int, seconds: float) -> None:
         if seconds > 0:
@@ -192,8 +203,9 @@ class Scheduler:
         result: dict[str, tuple[int, int]] = {}
         for (model, _), queue in self.queues.items():
             items, tokens = result.get(model, (0, 0))
-            result[model] = (items + len(queue), tokens + queue.tokens)
+            result[model] = (items + queue.items, tokens + queue.tokens)
         return result
 
     def empty(self) -> bool:
         return self.queued_tokens == 0
+

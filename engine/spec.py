@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelNotFound
+from .errors import ModelNotFound, about_model
 
 POOLING_MODES = ("mean", "cls", "max", "lasttoken")
 INPUT_TYPES = ("query", "document")
@@ -277,7 +277,7 @@ def spec_from_folder(name: str, folder: str | os.PathLike, source: str | None = 
     try:
         elements, nbytes = _count_parameters(weight_files)
     except (OSError, ValueError, KeyError) as error:  # served as `failed`, with the reason
-        elements, nbytes, problem = 0, 0, str(error)
+        elements, nbytes, problem = 0, 0, about_model(name, error)
     modules = _sentence_transformers_modules(folder)
     pooling = "cls"  # plain HF encoders without a sentence-transformers config: CLS, like TEI
     if "Pooling" in modules and (modules["Pooling"] / "config.json").exists():
@@ -348,6 +348,6 @@ def resolve_model_path(path_or_id: str) -> tuple[Path, str | None]:
                 if found:
                     return found[-1], path_or_id
     raise ModelNotFound(
-        f"{path_or_id!r} is neither a folder nor a model in the local Hugging Face cache "
+        f"source {path_or_id!r} is neither a folder nor a model in the local Hugging Face cache "
         f"({', '.join(str(d) for d in hub_cache_dirs())}); Shoal never downloads at run time"
     )

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import EngineObserver, ModelLoadError, spec_from_folder
+from engine.errors import Conflict
 from engine.attention import select_backend
 from engine.pool import ModelPool, footprint
 from engine.served import ServedModel
@@ -100,7 +101,13 @@ def test_pool_invariants_under_random_operations(specs, operations, slots, pin_f
                 held.remove(name)
                 pool.release(name)
             elif operation == "unload":
-                pool.unload(name)
+                busy = entry.pinned or (entry.state == "resident" and entry.leases > 0)
+                try:
+                    pool.unload(name)
+                    assert not busy
+                except Conflict as conflict:  # pinned or running: refused, naming why
+                    assert busy and name in conflict.message
+                    assert entry.state == "resident"
             elif operation == "touch" and entry.state == "resident":
                 entry.last_used = time.time()
             # invariants

@@ -49,6 +49,7 @@ def swap_server(tmp_path_factory):
                                         host_cache=3 * footprint(specs[0], 4), swap_age_seconds=0.05,
                                         max_batch_tokens=2048))
     with LiveServer(engine) as live:
+        live.root = root
         yield live, references
 
 
@@ -82,7 +83,7 @@ def test_zipf_traffic_over_eight_models_with_room_for_two(swap_server):
     assert sum(m["evictions"] for m in states.values()) == evictions
 
 
-@pytest.mark.parametrize("model,reason", [("broken", "safetensors"), ("missing", "no-such-folder")])
+@pytest.mark.parametrize("model,reason", [("broken", "not a safetensors file"), ("missing", "neither a folder")])
 def test_broken_and_missing_models_fail_clearly_and_others_keep_serving(swap_server, model, reason):
     live, references = swap_server
     response = httpx.post(live.url + "/v1/encode", json={"model": model, "inputs": ["hello"]}, timeout=60)
@@ -91,6 +92,8 @@ def test_broken_and_missing_models_fail_clearly_and_others_keep_serving(swap_ser
     assert error["type"] == "model_load_failed" and reason in error["message"]
     entry = next(m for m in httpx.get(live.url + "/v1/models").json()["data"] if m["id"] == model)
     assert entry["state"] == "failed" and reason in entry["error"]
+    for message in (error["message"], entry["error"]):  # the model is named; no server path is
+        assert repr(model) in message and "/tmp" not in message and str(live.root) not in message
     ok = httpx.post(live.url + "/v1/encode", json={"model": "m3", "inputs": TEXTS[:2]}, timeout=60)
     assert ok.status_code == 200
     np.testing.assert_allclose(ok.json()["embeddings"], references["m3"][:2], atol=1e-5)
