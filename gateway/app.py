@@ -17,7 +17,7 @@ from engine import Engine, EngineError
 from . import __version__
 from .errors import error_handler, native_shape
 from .metrics import Metrics
-from .middleware import BearerAuth, CollapseSlashes, InFlight, RequestMetrics
+from .middleware import BearerAuth, CancelOnDisconnect, CollapseSlashes, InFlight, RequestMetrics
 from .ops import OpsController
 from .protocols.cohere import CohereController
 from .protocols.jina import JinaController
@@ -34,6 +34,7 @@ log = logging.getLogger("shoal.gateway")
 @dataclass(frozen=True)
 class GatewaySettings:
     api_keys: tuple[str, ...] = ()
+    admin_keys: tuple[str, ...] = ()  # the only keys that may load/unload models, when set
     max_body_bytes: int = 32 * 2**20
     preload: tuple[str, ...] = ()  # models loaded at start-up; /readyz waits for them
     drain_seconds: float = 30.0
@@ -90,5 +91,6 @@ def create_app(engine: Engine, settings: GatewaySettings = GatewaySettings()) ->
         state=State({"in_flight": in_flight}),
         logging_config=None,
     )
-    asgi = CollapseSlashes(BearerAuth(RequestMetrics(app, metrics, in_flight), list(settings.api_keys)))
+    asgi = CollapseSlashes(BearerAuth(RequestMetrics(CancelOnDisconnect(app), metrics, in_flight),
+                                      list(settings.api_keys), list(settings.admin_keys)))
     return Gateway(asgi, app, engine, metrics)

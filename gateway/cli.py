@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key", action="append", default=None, metavar="KEY", help="accepted bearer key")
     serve.add_argument("--api-keys-file", default=_env("api_keys_file"), metavar="FILE",
                        help="file with one accepted bearer key per line")
+    serve.add_argument("--admin-key", action="append", default=None, metavar="KEY",
+                       help="operator key: the only keys that may load and unload models, once set")
+    serve.add_argument("--admin-keys-file", default=_env("admin_keys_file"), metavar="FILE",
+                       help="file with one operator key per line")
     serve.add_argument("--max-batch-tokens", type=int, default=_int_env("max_batch_tokens"),
                        help="token budget per forward batch (default 16384 on CUDA, 4096 on CPU)")
     serve.add_argument("--max-queue-tokens", type=int, default=_int_env("max_queue_tokens"),
@@ -54,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-inputs", type=int, default=int(_env("max_inputs", 2048)),
                        help="inputs per request")
     serve.add_argument("--max-body-size", default=_env("max_body_size", "32MiB"), metavar="SIZE")
+    serve.add_argument("--load-timeout-seconds", type=float, default=float(_env("load_timeout_seconds", 120)),
+                       help="how long POST /v1/models/NAME/load waits for room and for the load")
     serve.add_argument("--drain-seconds", type=float, default=float(_env("drain_seconds", 30)),
                        help="on SIGTERM, how long in-flight requests may take to finish")
     serve.add_argument("--log-level", default=_env("log_level", "info"), choices=["debug", "info", "warning", "error"])
@@ -80,10 +86,13 @@ def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
     return [replace(spec, pin=True) if spec.name in pins else spec for spec in specs]
 
 
-def api_keys(args: argparse.Namespace) -> tuple[str, ...]:
-    keys = list(args.api_key if args.api_key is not None else _env_list("api_key"))
-    if args.api_keys_file:
-        lines = Path(args.api_keys_file).read_text().splitlines()
+def api_keys(args: argparse.Namespace, option: str = "api_key") -> tuple[str, ...]:
+    """Keys from `--api-key`/`--api-keys-file` (or `--admin-key`/`--admin-keys-file`)."""
+    given = getattr(args, option)
+    keys = list(given if given is not None else _env_list(option))
+    keys_file = getattr(args, option.removesuffix("_key") + "_keys_file")
+    if keys_file:
+        lines = Path(keys_file).read_text().splitlines()
         keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     return tuple(keys)
 
@@ -102,10 +111,11 @@ def serve(args: argparse.Namespace) -> None:
                           max_queue_tokens=args.max_queue_tokens, max_inputs_per_request=args.max_inputs,
                           memory_budget=parse_size(args.memory_budget) if args.memory_budget else None,
                           host_cache=parse_size(args.host_cache) if args.host_cache else None,
-                          default_deadline_seconds=args.deadline_seconds or None)
+                          default_deadline_seconds=args.deadline_seconds or None,
+                          load_timeout_seconds=args.load_timeout_seconds)
     engine = Engine(specs, config)
     preload = tuple(spec.name for spec in specs if spec.pin) or ((specs[0].name,) if len(specs) == 1 else ())
-    settings = GatewaySettings(api_keys=api_keys(args), max_body_bytes=parse_size(args.max_body_size),
+    settings = GatewaySettings(api_keys=api_keys(args), admin_keys=api_keys(args, "admin_key"), max_body_bytes=parse_size(args.max_body_size),
                                preload=preload, drain_seconds=args.drain_seconds)
     gateway = create_app(engine, settings)
     log.info("serving", extra={"url": f"http://{args.host}:{args.port}", "models": [s.name for s in specs],

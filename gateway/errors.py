@@ -30,6 +30,8 @@ def as_api_error(error: Exception) -> ApiError:
     if isinstance(error, EngineError):
         return ApiError(error.status, error.kind, error.message)
     if isinstance(error, ValidationException):
+        if _missing_body(error):
+            return ApiError(400, "malformed_request", "the request body is empty; send a JSON object")
         return ApiError(422, "invalid_request", _validation_message(error))
     if isinstance(error, HTTPException):
         status = error.status_code
@@ -38,6 +40,12 @@ def as_api_error(error: Exception) -> ApiError:
         return ApiError(status, kind, error.detail or "request failed", dict(error.headers or {}))
     log.exception("unhandled error")
     return ApiError(500, "internal_error", f"internal error: {type(error).__name__}")
+
+
+def _missing_body(error: ValidationException) -> bool:
+    """Litestar reports an empty body as the handler's `data` argument missing (a KeyError)."""
+    details = error.extra if isinstance(error.extra, list) else []
+    return any(isinstance(d, dict) and d.get("key") == "data" and d.get("message") == "'data'" for d in details)
 
 
 def _validation_message(error: ValidationException) -> str:

@@ -20,9 +20,14 @@ class OpsController(Controller):
 
     @get("/readyz", summary="The server can take requests")
     async def readyz(self, engine: Engine, preloaded: dict) -> Response[dict[str, str]]:
-        if engine.ready and preloaded.get("done"):
+        if not engine.ready or not preloaded.get("done"):
+            message = "starting up or shutting down"
+        elif not engine.can_serve():
+            message = "no configured model can serve: " + "; ".join(
+                f"{m.name}: {m.error}" for m in engine.models() if m.error)
+        else:
             return Response({"status": "ready"}, status_code=200)
-        return Response({"error": {"type": "not_ready", "message": "starting up or shutting down"}}, status_code=503)
+        return Response({"error": {"type": "not_ready", "message": message}}, status_code=503)
 
     @get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4; charset=utf-8")
     async def metrics(self, metrics: Metrics) -> bytes:

@@ -7,7 +7,8 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import SerializationException
+from litestar.exceptions import ClientException
+from litestar.types import Empty
 
 MSGPACK = "application/msgpack"
 _MSGPACK_TYPES = (MSGPACK, "application/x-msgpack", "application/vnd.msgpack")
@@ -15,16 +16,29 @@ _MSGPACK_TYPES = (MSGPACK, "application/x-msgpack", "application/vnd.msgpack")
 
 class ShoalRequest(Request):
     """A Request whose parsed body may be msgpack: Litestar's JSON body extractor calls
-    `json()`, so one override gives every `data:` handler both encodings."""
+    `json()`, so one override gives every `data:` handler both encodings, and one place
+    turns every undecodable body into a 400."""
 
     async def json(self) -> Any:
-        if self.headers.get("content-type", "").split(";")[0].strip().lower() in _MSGPACK_TYPES:
-            body = await self.body()
-            try:
-                return msgspec.msgpack.decode(body) if body else None
-            except msgspec.DecodeError as error:
-                raise SerializationException(f"malformed msgpack body: {error}") from error
-        return await super().json()
+        if self._json is Empty:
+            is_msgpack = self.headers.get("content-type", "").split(";")[0].strip().lower() in _MSGPACK_TYPES
+            self._json = decode_body(await self.body(), is_msgpack)
+        return self._json
+
+
+def decode_body(body: bytes, is_msgpack: bool) -> Any:
+    """JSON or msgpack -> Python values. msgspec raises more than DecodeError on hostile
+    input (RecursionError for deep nesting, UnicodeDecodeError for invalid UTF-8 in
+    msgpack strings): all of them are the client's malformed body."""
+    kind = "msgpack" if is_msgpack else "JSON"
+    if not body:
+        raise ClientException(f"the request body is empty; send a {kind} object")
+    try:
+        return msgspec.msgpack.decode(body) if is_msgpack else msgspec.json.decode(body)
+    except RecursionError:
+        raise ClientException(f"malformed {kind} body: nested too deeply") from None
+    except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as error:
+        raise ClientException(f"malformed {kind} body: {error}") from None
 
 
 def wants_msgpack(request: Request) -> bool:

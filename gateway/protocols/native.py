@@ -215,11 +215,9 @@ class NativeController(Controller):
     @post("/models/{name:str}/load", status_code=200, summary="Load a model onto the device now")
     async def load(self, request: Request, name: str, engine: Engine) -> Response[ModelState]:
         spec = note_model(request, engine, name)
-        await engine.load(spec.name)
-        return respond(request, ModelState(spec.name, engine.pool.entries[spec.name].state))
+        return respond(request, ModelState(spec.name, await engine.load(spec.name)))
 
     @post("/models/{name:str}/unload", status_code=200, summary="Release a model's device memory")
     async def unload(self, request: Request, name: str, engine: Engine) -> Response[ModelState]:
         spec = note_model(request, engine, name)
-        await engine.unload(spec.name)
-        return respond(request, ModelState(spec.name, engine.pool.entries[spec.name].state))
+        return respond(request, ModelState(spec.name, await engine.unload(spec.name)))

@@ -5,7 +5,6 @@ text2vec-huggingface point at `/tei/{model}/embed`."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Literal
 
 import msgspec
@@ -182,12 +181,10 @@ class TEIController(Controller):
         elif "score" in spec.capabilities:
             if any(len(item) != 2 for item in items):
                 raise ApiError(422, "invalid_request", f"model {spec.name!r} scores (text, text) pairs")
-            deadline = deadline_from(request)
-            results = await asyncio.gather(*(  # one call per pair, batched together by the engine
-                engine.score(spec.name, first, [second], raw_scores=data.raw_scores, truncate=truncate,
-                             deadline=deadline) for first, second in items))
+            result = await engine.score_pairs(spec.name, items, raw_scores=data.raw_scores, truncate=truncate,
+                                              deadline=deadline_from(request))
             label = (spec.labels or ("LABEL_0",))[0]
-            predictions = [[Prediction(result.scores[0], label)] for result in results]
+            predictions = [[Prediction(score, label)] for score in result.scores]
         else:
             raise ApiError(422, "invalid_request", f"model {spec.name!r} ({spec.task}) cannot predict")
         return respond(request, predictions if batched else predictions[0])
