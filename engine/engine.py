@@ -219,9 +219,9 @@ class Engine:
         return self._accepting and self._worker is not None and not self._worker.done()
 
     def can_serve(self) -> bool:
-        """Whether at least one configured model is, or may become, able to serve: not
-        every model has failed (a failure with a retry due counts as able)."""
-        return any(entry.state != "failed" or self.pool.retry_due(name) for name, entry in self.pool.entries.items())
+        """Whether at least one configured model can serve: not every one has failed. A
+        failed model counts again once a load succeeds (an operator's, after a fix)."""
+        return any(entry.state != "failed" for entry in self.pool.entries.values())
 
     # ---- public API ------------------------------------------------------------------
     def resolve(self, model: str) -> ModelSpec:
