@@ -3,8 +3,11 @@ hold the deployment properties the issue asks for."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import os
 import re
+import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -273,3 +276,264 @@ def test_dashboard_covers_the_asked_panels(overlay):
         assert metric in queries
     assert "sum by (status)" in queries
     assert set(scaler_queries(objects)) == {"queue-depth", "p95-latency"}
+
+
+# --- bearer keys: a Secret, mounted read-only, named by the CLI's env vars ------
+
+KEYS_SECRET = "shoal-keys"
+KEYS_COMPONENT = K8S / "components" / "keys"
+
+
+class _WatchedEnviron(dict):
+    """A stand-in for os.environ that records every name read from it."""
+
+    def __init__(self, values=()):
+        super().__init__(values)
+        self.read: list[str] = []
+
+    def get(self, key, default=None):
+        self.read.append(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.read.append(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self.read.append(key)
+        return super().__contains__(key)
+
+
+def _serve_args(environ: dict[str, str]):
+    """`shoal serve` parsed by gateway.cli under `environ` (and nothing else)."""
+    from gateway import cli
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "environ", _WatchedEnviron(environ))
+        return cli.build_parser().parse_args(["serve"])
+
+
+def _cli_keys(environ: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    """The inference and operator keys gateway.cli serves with, under `environ`
+    (the same calls `serve` makes to build its GatewaySettings)."""
+    from gateway import cli
+
+    args = _serve_args(environ)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "environ", _WatchedEnviron(environ))
+        return {"inference": cli.api_keys(args), "operator": cli.api_keys(args, "admin_key")}
+
+
+@pytest.fixture(scope="module")
+def key_env():
+    """What gateway.cli reads keys from, found by watching it rather than spelled
+    here: `files` maps each environment variable that names a keys file to the
+    option it sets; `plain` is the variables that would carry keys themselves."""
+    from gateway import cli
+
+    watched = _WatchedEnviron()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "environ", watched)
+        cli.build_parser()
+    files = {}
+    for name in dict.fromkeys(watched.read):
+        marker = f"/marker/{name}"
+        try:
+            args = _serve_args({name: marker})
+        except (ValueError, TypeError):  # a numeric option: not a file name
+            continue
+        files |= {name: dest for dest, value in vars(args).items() if value == marker and dest.endswith("keys_file")}
+    plain = _WatchedEnviron()
+    args = _serve_args({})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "environ", plain)
+        cli.api_keys(args), cli.api_keys(args, "admin_key")
+    assert len(files) == 2, f"expected an inference and an operator keys-file variable, found {files}"
+    assert plain.read, "gateway.cli.api_keys reads no environment variable"
+    return {"files": files, "plain": set(plain.read)}
+
+
+def keys_volume(objects):
+    deployment, c = container(objects)
+    volumes = [v for v in deployment["spec"]["template"]["spec"]["volumes"]
+               if v.get("secret", {}).get("secretName", "").startswith(KEYS_SECRET)]
+    assert len(volumes) == 1, f"expected one volume from the {KEYS_SECRET} Secret, found {volumes}"
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == volumes[0]["name"]]
+    return volumes[0], mount
+
+
+def test_keys_come_from_a_required_secret_mounted_read_only(overlay):
+    _, objects = overlay
+    volume, mount = keys_volume(objects)
+    secret = volume["secret"]
+    assert mount["readOnly"] is True
+    assert "subPath" not in mount, "a subPath mount never sees a rotated key"
+    # Required: no Secret, no pod (rather than a server open to anyone who can reach it).
+    assert secret["optional"] is False
+    assert {i["key"] for i in secret["items"]} == {"api-keys", "admin-keys"}
+    assert secret.get("defaultMode", 0o644) & 0o007 == 0, "keys must not be world-readable"
+    # The overlays ship no Secret: keys are created by the operator, never committed.
+    assert not [o for o in objects if o["kind"] == "Secret"]
+
+
+def test_key_env_vars_are_the_ones_the_cli_reads(overlay, key_env, tmp_path):
+    """Each keys-file variable the CLI reads is set to a file in the Secret volume,
+    and the CLI, given those files, serves api-keys as inference keys and
+    admin-keys as operator keys."""
+    _, objects = overlay
+    _, c = container(objects)
+    volume, mount = keys_volume(objects)
+    e = env(c)
+    assert set(key_env["files"]) <= set(e), f"{sorted(key_env['files'])} must all be set"
+    by_path = {i["path"]: i["key"] for i in volume["secret"]["items"]}
+    environ = {}
+    for name in key_env["files"]:
+        path = Path(e[name])
+        assert path.is_relative_to(mount["mountPath"]), f"{name}={path} is outside the keys volume"
+        entry = by_path[str(path.relative_to(mount["mountPath"]))]
+        local = tmp_path / entry
+        local.write_text(f"# {entry}\nkey-from-{entry}\n")
+        environ[name] = str(local)
+    assert sorted(by_path.values()) == sorted(p.name for p in tmp_path.iterdir()), "every Secret entry is read"
+    assert _cli_keys(environ) == {"inference": ("key-from-api-keys",), "operator": ("key-from-admin-keys",)}
+
+
+def test_no_key_material_in_env_or_configmaps(overlay, key_env):
+    _, objects = overlay
+    deployment, c = container(objects)
+    pod = deployment["spec"]["template"]["spec"]
+    for each in pod["containers"] + pod.get("initContainers", []):
+        names = {e["name"] for e in each.get("env", [])}
+        assert not names & key_env["plain"], f"keys passed as env values: {names & key_env['plain']}"
+        assert not [e for e in each.get("env", []) if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]]
+        assert not [s for s in each.get("envFrom", []) if "secretRef" in s]
+        for e in each.get("env", []):
+            assert "key" not in e["name"].lower() or e["name"] in key_env["files"], e
+    for cm in (o for o in objects if o["kind"] == "ConfigMap"):
+        for key, text in {**cm.get("data", {}), **cm.get("binaryData", {})}.items():
+            assert key not in {"api-keys", "admin-keys"}, f"ConfigMap {cm['metadata']['name']} holds {key}"
+            assert not re.search(r"(?i)\b(api|admin)[-_]?keys?\b", text), f"ConfigMap {cm['metadata']['name']}/{key}"
+
+
+def _with_keys_component(tmp_path: Path, overlay_name: str, keys: dict[str, str]) -> list[dict]:
+    """Render `overlay_name` plus k8s/components/keys, from a copy of k8s/ in which
+    the component's (git-ignored) key files hold `keys`."""
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy, ignore=shutil.ignore_patterns("api-keys", "admin-keys"))
+    for entry, text in keys.items():
+        (copy / KEYS_COMPONENT.relative_to(K8S) / entry).write_text(text)
+    mine = copy / "overlays" / f"{overlay_name}-with-keys"
+    mine.mkdir()
+    (mine / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [f"../{overlay_name}"], "components": ["../../components/keys"]}))
+    return kustomize(mine)
+
+
+@pytest.mark.parametrize("overlay_name", OVERLAYS)
+def test_keys_component_generates_the_secret_the_deployment_mounts(overlay_name, tmp_path):
+    canary = {"api-keys": "# inference\ncanary-inference-3f9c\n", "admin-keys": "canary-operator-8b1e\n"}
+    objects = _with_keys_component(tmp_path, overlay_name, canary)
+    secret = find(objects, "Secret")
+    volume, _ = keys_volume(objects)
+    assert secret["metadata"]["name"].startswith(f"{KEYS_SECRET}-"), "the name carries the content hash"
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    assert secret["metadata"]["namespace"] == NAMESPACE
+    assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == canary
+    # The keys are in the Secret and nowhere else, in clear or base64.
+    rest = yaml.safe_dump_all([o for o in objects if o is not secret])
+    for text in canary.values():
+        for line in text.splitlines():
+            assert line not in rest and base64.b64encode(line.encode()).decode() not in rest
+    path = tmp_path / "rendered.yaml"
+    path.write_text(yaml.safe_dump_all([o for o in objects if (o["apiVersion"], o["kind"]) not in CRD_SCHEMAS]))
+    result = subprocess.run([tool("kubernetes-validate"), "--strict", "--quiet", "-k", KUBERNETES_VERSION, str(path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_keys_component_files_are_never_committed():
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    for entry in ("api-keys", "admin-keys"):
+        path = KEYS_COMPONENT / entry
+        ignored = subprocess.run([git, "check-ignore", "-q", str(path)], cwd=K8S, capture_output=True)
+        assert ignored.returncode == 0, f"{path} must be git-ignored"
+        tracked = subprocess.run([git, "ls-files", "--error-unmatch", str(path)], cwd=K8S, capture_output=True)
+        assert tracked.returncode != 0, f"{path} is committed"
+
+
+# --- the NetworkPolicy ----------------------------------------------------------
+
+CLIENT_LABEL = {"shoal.ai/client": "true"}
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    assert not selector.get("matchExpressions"), "keep selectors to matchLabels, so they can be read at a glance"
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def _prometheus_namespace(objects) -> str:
+    """The namespace Prometheus runs in, read from the KEDA triggers' server address."""
+    (host,) = {re.match(r"https?://[^./]+\.([^./]+)\.svc", t["metadata"]["serverAddress"])[1]
+               for t in find(objects, "ScaledObject")["spec"]["triggers"]}
+    return host
+
+
+def _callers_in_k8s(objects, policy) -> list[dict]:
+    """Pod labels of every other workload rendered beside Shoal (the router tier,
+    when k8s/ has one): each must be admitted by a rule of its own."""
+    pods = []
+    for workload in (o for o in objects if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet")):
+        labels = workload["spec"]["template"]["metadata"].get("labels", {})
+        if not _selects(policy["spec"]["podSelector"], labels):
+            pods.append(labels)
+    return pods
+
+
+def test_network_policy_admits_only_client_namespaces_prometheus_and_the_router(overlay):
+    _, objects = overlay
+    policy = find(objects, "NetworkPolicy", "shoal")
+    deployment, c = container(objects)
+    spec = policy["spec"]
+    assert _selects(spec["podSelector"], deployment["spec"]["template"]["metadata"]["labels"])
+    assert "Ingress" in spec["policyTypes"]
+    peers = []
+    for rule in spec["ingress"]:
+        # No `from` (or an empty one) admits every source.
+        assert rule.get("from"), f"ingress rule open to every source: {rule}"
+        assert rule.get("ports"), f"ingress rule open on every port: {rule}"
+        assert {(p["port"], p.get("protocol", "TCP")) for p in rule["ports"]} <= \
+            {(port["name"], "TCP") for port in c["ports"]} | {(port["containerPort"], "TCP") for port in c["ports"]}
+        for peer in rule["from"]:
+            assert "ipBlock" not in peer, f"ipBlock peers admit by address, not by namespace: {peer}"
+            assert peer, "an empty peer admits every pod of every namespace"
+            for selector in ("namespaceSelector", "podSelector"):
+                if selector in peer:
+                    assert peer[selector].get("matchLabels"), f"an empty {selector} selects everything: {peer}"
+            peers.append(peer)
+
+    client = {"namespaceSelector": {"matchLabels": CLIENT_LABEL}}
+    prometheus = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": _prometheus_namespace(objects)}},
+                  "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    routers = _callers_in_k8s(objects, policy)
+    router_peers = [p for p in peers if "namespaceSelector" not in p]  # same namespace: the router tier
+    for labels in routers:
+        assert any(_selects(p["podSelector"], labels) for p in router_peers), f"router pods {labels} are not admitted"
+    assert sorted(map(repr, peers)) == sorted(map(repr, [client, prometheus, *router_peers])), peers
+    assert all(any(_selects(p["podSelector"], labels) for labels in routers) for p in router_peers), \
+        "a same-namespace peer that selects no rendered router"
+    # Shoal's own namespace is not a client namespace (that would admit every pod in it).
+    namespace = find(objects, "Namespace", NAMESPACE)
+    assert not _selects(client["namespaceSelector"], namespace["metadata"].get("labels", {}))
+
+
+def test_network_policy_egress_is_dns_only(overlay):
+    _, objects = overlay
+    spec = find(objects, "NetworkPolicy", "shoal")["spec"]
+    assert "Egress" in spec["policyTypes"]
+    (rule,) = spec["egress"]
+    assert {p["port"] for p in rule["ports"]} == {53}
+    (peer,) = rule["to"]
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "kube-system"}
