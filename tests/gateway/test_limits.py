@@ -130,3 +130,15 @@ def test_tokenize_lists_every_token_untruncated(limited, minilm_spec):
     assert [token["id"] for token in response.json()[0]] == expected
     too_big = httpx.post(limited.url + f"/tei/{MODEL}/tokenize", json={"inputs": "a " * 60_000}, timeout=60)
     assert too_big.status_code == 413 and "characters" in too_big.json()["error"]
+
+
+def test_a_long_query_with_a_long_document_is_scored_without_blowing_up(limited):
+    """The tokenizers library enumerates the overflowing pieces of a truncated pair, which for
+    two sides of ~100k tokens each runs out of memory; the length guard cuts both first."""
+    query = " ".join(f"query{i}" for i in range(30_000))
+    document = " ".join(f"document{i}" for i in range(30_000))
+    started = time.monotonic()
+    response = httpx.post(limited.url + "/v1/score", json={"model": "rerank", "query": query,
+                                                            "documents": [document, "short"]}, timeout=60)
+    assert response.status_code == 200 and time.monotonic() - started < 10
+    assert sorted(r["index"] for r in response.json()["results"]) == [0, 1]
