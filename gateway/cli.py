@@ -115,7 +115,8 @@ def serve(args: argparse.Namespace) -> None:
                           load_timeout_seconds=args.load_timeout_seconds)
     engine = Engine(specs, config)
     preload = tuple(spec.name for spec in specs if spec.pin) or ((specs[0].name,) if len(specs) == 1 else ())
-    settings = GatewaySettings(api_keys=api_keys(args), admin_keys=api_keys(args, "admin_key"), max_body_bytes=parse_size(args.max_body_size),
+    settings = GatewaySettings(api_keys=api_keys(args), admin_keys=api_keys(args, "admin_key"),
+                               max_body_bytes=parse_size(args.max_body_size),
                                preload=preload, drain_seconds=args.drain_seconds)
     gateway = create_app(engine, settings)
     log.info("serving", extra={"url": f"http://{args.host}:{args.port}", "models": [s.name for s in specs],

@@ -71,8 +71,8 @@ def test_unloading_a_pinned_model_is_a_409_naming_why(pinned_server):
     response = _post(live, "/v1/models/a/unload", key=OPERATOR_KEY)
     assert response.status_code == 409
     assert response.json()["error"] == {"type": "conflict", "message": "model 'a' is pinned; it is never unloaded"}
-    states = {m["id"]: m["state"] for m in httpx.get(live.url + "/v1/models", timeout=10,
-                                                       headers={"Authorization": f"Bearer {INFERENCE_KEY}"}).json()["data"]}
+    listing = httpx.get(live.url + "/v1/models", timeout=10, headers={"Authorization": f"Bearer {INFERENCE_KEY}"})
+    states = {m["id"]: m["state"] for m in listing.json()["data"]}
     assert states["a"] == "resident"
 
 
