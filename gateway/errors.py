@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
@@ -69,8 +70,33 @@ def error_handler(shape: Callable[[ApiError], Any]) -> Callable[[Request, Except
     return handle
 
 
+class NativeErrorDetail(msgspec.Struct):
+    type: str
+    message: str
+
+
+class NativeError(msgspec.Struct):
+    """The native API's error body, as native_shape writes it (the OpenAPI schema's description)."""
+
+    error: NativeErrorDetail
+
+
 def native_shape(error: ApiError) -> dict:
     return {"error": {"type": error.kind, "message": error.message}}
+
+
+class OpenAIErrorDetail(msgspec.Struct):
+    message: str
+    type: str
+    param: None
+    code: int  # the HTTP status
+
+
+class OpenAIError(msgspec.Struct):
+    """OpenAI's error body, as openai_shape writes it."""
+
+    error: OpenAIErrorDetail
+    detail: str
 
 
 def openai_shape(error: ApiError) -> dict:

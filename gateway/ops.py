@@ -6,8 +6,9 @@ from litestar import Controller, Response, get
 
 from engine import Engine
 
-from .errors import error_handler, native_shape
+from .errors import NativeError, error_handler, native_shape
 from .metrics import Metrics
+from .openapi import error_responses
 
 
 class OpsController(Controller):
@@ -18,7 +19,7 @@ class OpsController(Controller):
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/readyz", summary="The server can take requests")
+    @get("/readyz", summary="The server can take requests", responses=error_responses(NativeError, native_shape, (503,)))
     async def readyz(self, engine: Engine, preloaded: dict) -> Response[dict[str, str]]:
         if not engine.ready or not preloaded.get("done"):
             message = "starting up or shutting down"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -14,6 +15,7 @@ from litestar import Controller, Request, Response, post
 from engine import Engine
 
 from ..errors import ApiError, error_handler
+from ..openapi import INFERENCE, error_responses
 from ..wire import respond
 from .common import deadline_from, note_model
 
@@ -22,8 +24,18 @@ INPUT_TYPES = {"search_document": "document", "search_query": "query", "classifi
 EMBEDDING_TYPES = ("float", "base64")
 
 
+class CohereError(msgspec.Struct):
+    """Cohere's error body, as cohere_shape writes it."""
+
+    message: str
+
+
 def cohere_shape(error: ApiError) -> dict:
     return {"message": error.message}
+
+
+# `responses=` for this controller's routes: the statuses each can answer, in Cohere's error body
+errors = partial(error_responses, CohereError, cohere_shape)
 
 
 class EmbedRequest(msgspec.Struct):
@@ -76,7 +88,7 @@ class CohereController(Controller):
     tags = ["cohere"]
     exception_handlers = {Exception: error_handler(cohere_shape)}
 
-    @post("/embed", status_code=200, summary="Cohere v2 embeddings")
+    @post("/embed", status_code=200, summary="Cohere v2 embeddings", responses=errors(INFERENCE))
     async def embed(self, request: Request, data: EmbedRequest, engine: Engine) -> Response:
         spec = note_model(request, engine, data.model)
         if data.images or data.inputs:
@@ -106,7 +118,7 @@ class CohereController(Controller):
                 "meta": _meta(result.input_tokens), "response_type": "embeddings_by_type"}
         return respond(request, body)
 
-    @post("/rerank", status_code=200, summary="Cohere v2 rerank, sorted by relevance")
+    @post("/rerank", status_code=200, summary="Cohere v2 rerank, sorted by relevance", responses=errors(INFERENCE))
     async def rerank(self, request: Request, data: RerankRequest, engine: Engine) -> Response[RerankResponse]:
         spec = note_model(request, engine, data.model)
         documents = [_document_text(document, i) for i, document in enumerate(data.documents)]

@@ -4,6 +4,7 @@ token vectors) and POST /v1/rerank, with Jina's `{"detail"}` errors. Jina's dens
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -13,6 +14,7 @@ from litestar import Controller, Request, Response, post
 from engine import Engine
 
 from ..errors import ApiError, error_handler
+from ..openapi import INFERENCE, error_responses
 from ..wire import respond
 from .common import deadline_from, note_model
 
@@ -21,8 +23,18 @@ INPUT_TYPES = {"retrieval.query": "query", "query": "query", "retrieval.passage"
                "passage": "document", "document": "document"}
 
 
+class JinaError(msgspec.Struct):
+    """Jina's error body, as jina_shape writes it."""
+
+    detail: str
+
+
 def jina_shape(error: ApiError) -> dict:
     return {"detail": error.message}
+
+
+# `responses=` for this controller's routes: the statuses each can answer, in Jina's error body
+errors = partial(error_responses, JinaError, jina_shape)
 
 
 class MultiVectorRequest(msgspec.Struct):
@@ -108,7 +120,8 @@ class JinaController(Controller):
     tags = ["jina"]
     exception_handlers = {Exception: error_handler(jina_shape)}
 
-    @post("/multi-vector", status_code=200, summary="Jina multi-vector (ColBERT) embeddings")
+    @post("/multi-vector", status_code=200, summary="Jina multi-vector (ColBERT) embeddings",
+          responses=errors(INFERENCE))
     async def multi_vector(self, request: Request, data: MultiVectorRequest,
                            engine: Engine) -> Response[MultiVectorResponse]:
         spec = note_model(request, engine, data.model)
@@ -125,7 +138,7 @@ class JinaController(Controller):
         usage = Usage(result.input_tokens, result.input_tokens)
         return respond(request, MultiVectorResponse("list", spec.name, data_objects, usage))
 
-    @post("/rerank", status_code=200, summary="Jina rerank, sorted by relevance")
+    @post("/rerank", status_code=200, summary="Jina rerank, sorted by relevance", responses=errors(INFERENCE))
     async def rerank(self, request: Request, data: RerankRequest, engine: Engine) -> Response[RerankResponse]:
         spec = note_model(request, engine, data.model)
         query = _text(data.query, "query")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 import msgspec
@@ -9,9 +10,13 @@ from litestar import Controller, Request, Response, get, post
 
 from engine import Engine
 
-from ..errors import ApiError, error_handler, native_shape
+from ..errors import ApiError, NativeError, error_handler, native_shape
+from ..openapi import INFERENCE, LISTING, LOAD, UNLOAD, error_responses
 from ..wire import respond
 from .common import deadline_from, note_model
+
+# `responses=` for this controller's routes: the statuses each can answer, in the native API's error body
+errors = partial(error_responses, NativeError, native_shape)
 
 
 class Usage(msgspec.Struct):
@@ -172,7 +177,7 @@ class NativeController(Controller):
     tags = ["native"]
     exception_handlers = {Exception: error_handler(native_shape)}
 
-    @post("/encode", status_code=200, summary="Embed texts: dense, sparse or multivector")
+    @post("/encode", status_code=200, summary="Embed texts: dense, sparse or multivector", responses=errors(INFERENCE))
     async def encode(self, request: Request, data: EncodeRequest, engine: Engine) -> Response[EncodeResponse]:
         spec = note_model(request, engine, data.model)
         result = await engine.encode(spec.name, data.inputs, input_type=data.input_type, output=data.output,
@@ -182,7 +187,8 @@ class NativeController(Controller):
         body = EncodeResponse(spec.name, data.output, embeddings_body(result), Usage(result.input_tokens))
         return respond(request, body)
 
-    @post("/score", status_code=200, summary="Rank documents against a query (cross-encoders, ColBERT MaxSim)")
+    @post("/score", status_code=200, summary="Rank documents against a query (cross-encoders, ColBERT MaxSim)",
+          responses=errors(INFERENCE))
     async def score(self, request: Request, data: ScoreRequest, engine: Engine) -> Response[ScoreResponse]:
         spec = note_model(request, engine, data.model)
         result = await engine.score(spec.name, data.query, data.documents, raw_scores=data.raw_scores,
@@ -190,7 +196,7 @@ class NativeController(Controller):
         body = ScoreResponse(spec.name, ranked(result.scores, data.top_n), Usage(result.input_tokens))
         return respond(request, body)
 
-    @post("/classify", status_code=200, summary="Label each input (sequence classifiers)")
+    @post("/classify", status_code=200, summary="Label each input (sequence classifiers)", responses=errors(INFERENCE))
     async def classify(self, request: Request, data: InputsRequest, engine: Engine) -> Response[ClassifyResponse]:
         spec = note_model(request, engine, data.model)
         result = await engine.classify(spec.name, data.inputs, truncate=data.truncate, deadline=deadline_from(request))
@@ -200,7 +206,8 @@ class NativeController(Controller):
             results.append(Classification([LabelScore(result.labels[i], float(row[i])) for i in order]))
         return respond(request, ClassifyResponse(spec.name, results, Usage(result.input_tokens)))
 
-    @post("/extract", status_code=200, summary="Entity spans in each input (token classifiers)")
+    @post("/extract", status_code=200, summary="Entity spans in each input (token classifiers)",
+          responses=errors(INFERENCE))
     async def extract(self, request: Request, data: InputsRequest, engine: Engine) -> Response[ExtractResponse]:
         spec = note_model(request, engine, data.model)
         result = await engine.extract(spec.name, data.inputs, truncate=data.truncate, deadline=deadline_from(request))
@@ -208,16 +215,18 @@ class NativeController(Controller):
                    for found in result.entities]
         return respond(request, ExtractResponse(spec.name, results, Usage(result.input_tokens)))
 
-    @get("/models", summary="Models this server can serve, with their state")
+    @get("/models", summary="Models this server can serve, with their state", responses=errors(LISTING))
     async def models(self, request: Request, engine: Engine, started_at: int) -> Response[ModelList]:
         return respond(request, model_list(engine, started_at))
 
-    @post("/models/{name:str}/load", status_code=200, summary="Load a model onto the device now")
+    @post("/models/{name:str}/load", status_code=200, summary="Load a model onto the device now",
+          responses=errors(LOAD))
     async def load(self, request: Request, name: str, engine: Engine) -> Response[ModelState]:
         spec = note_model(request, engine, name)
         return respond(request, ModelState(spec.name, await engine.load(spec.name)))
 
-    @post("/models/{name:str}/unload", status_code=200, summary="Release a model's device memory")
+    @post("/models/{name:str}/unload", status_code=200, summary="Release a model's device memory",
+          responses=errors(UNLOAD))
     async def unload(self, request: Request, name: str, engine: Engine) -> Response[ModelState]:
         spec = note_model(request, engine, name)
         return respond(request, ModelState(spec.name, await engine.unload(spec.name)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -13,12 +14,23 @@ from litestar import Controller, Request, Response, get, post
 from engine import Engine
 
 from ..errors import ApiError, error_handler
+from ..openapi import INFERENCE, LISTING, error_responses
 from ..wire import respond
 from .common import deadline_from, note_model
 
 
+class OllamaError(msgspec.Struct):
+    """Ollama's error body, as ollama_shape writes it."""
+
+    error: str
+
+
 def ollama_shape(error: ApiError) -> dict:
     return {"error": error.message}
+
+
+# `responses=` for this controller's routes: the statuses each can answer, in Ollama's error body
+errors = partial(error_responses, OllamaError, ollama_shape)
 
 
 class EmbedRequest(msgspec.Struct):
@@ -88,7 +100,7 @@ class OllamaController(Controller):
     tags = ["ollama"]
     exception_handlers = {Exception: error_handler(ollama_shape)}
 
-    @post("/embed", status_code=200, summary="Ollama embeddings")
+    @post("/embed", status_code=200, summary="Ollama embeddings", responses=errors(INFERENCE))
     async def embed(self, request: Request, data: EmbedRequest, engine: Engine) -> Response[EmbedResponse]:
         started = time.perf_counter_ns()
         spec = note_model(request, engine, data.model)
@@ -98,14 +110,15 @@ class OllamaController(Controller):
                              result.input_tokens)
         return respond(request, body)
 
-    @post("/embeddings", status_code=200, summary="Ollama's older single-prompt embeddings")
+    @post("/embeddings", status_code=200, summary="Ollama's older single-prompt embeddings",
+          responses=errors(INFERENCE))
     async def embeddings(self, request: Request, data: LegacyEmbeddingsRequest,
                          engine: Engine) -> Response[LegacyEmbeddingsResponse]:
         spec = note_model(request, engine, data.model)
         result = await engine.encode(spec.name, _texts(data.prompt), deadline=deadline_from(request))
         return respond(request, LegacyEmbeddingsResponse(result.embeddings[0].tolist()))
 
-    @get("/tags", summary="Ollama's model list")
+    @get("/tags", summary="Ollama's model list", responses=errors(LISTING))
     async def list_models(self, request: Request, engine: Engine, started_at: int) -> Response[Tags]:
         modified = datetime.fromtimestamp(started_at, timezone.utc).isoformat()
         models = []

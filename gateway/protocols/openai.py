@@ -4,6 +4,7 @@ that Weaviate's text2vec-openai module needs to send more than one object per re
 from __future__ import annotations
 
 import base64
+from functools import partial
 from typing import Any, Literal
 
 import msgspec
@@ -11,11 +12,14 @@ from litestar import Controller, Request, Response, post
 
 from engine import Engine
 
-from ..errors import ApiError, error_handler, openai_shape
+from ..errors import ApiError, OpenAIError, error_handler, openai_shape
+from ..openapi import INFERENCE, error_responses
 from ..wire import respond
 from .common import deadline_from, note_model
 
 REQUESTS_PER_WINDOW = 10_000  # advertised request budget per reset window
+# `responses=` for this controller's routes: the statuses each can answer, in OpenAI's error body
+errors = partial(error_responses, OpenAIError, openai_shape)
 
 
 class EmbeddingsRequest(msgspec.Struct):
@@ -79,7 +83,7 @@ class OpenAIController(Controller):
     tags = ["openai"]
     exception_handlers = {Exception: error_handler(openai_shape)}
 
-    @post("/embeddings", status_code=200, summary="OpenAI-compatible embeddings")
+    @post("/embeddings", status_code=200, summary="OpenAI-compatible embeddings", responses=errors(INFERENCE))
     async def embeddings(self, request: Request, data: EmbeddingsRequest, engine: Engine) -> Response[EmbeddingsResponse]:
         spec = note_model(request, engine, data.model)
         texts = texts_from(data.input)

@@ -5,6 +5,7 @@ text2vec-huggingface point at `/tei/{model}/embed`."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Literal
 
 import msgspec
@@ -14,12 +15,20 @@ from engine import Engine
 
 from .. import __version__
 from ..errors import ApiError, error_handler
+from ..openapi import INFERENCE, MODEL_INFO, error_responses
 from ..wire import respond
 from .common import deadline_from, note_model
 
 # TEI's error types, keyed by the status the gateway chose
 ERROR_TYPES = {400: "Empty", 413: "Validation", 422: "Validation", 429: "Overloaded", 503: "Unhealthy",
                504: "Backend", 500: "Backend"}
+
+
+class TEIError(msgspec.Struct):
+    """TEI's error body, as tei_shape writes it."""
+
+    error: str
+    error_type: Literal["Validation", "Overloaded", "Unhealthy", "Backend", "Tokenizer", "Empty"]
 
 
 def tei_shape(error: ApiError) -> dict:
@@ -30,6 +39,10 @@ def tei_shape(error: ApiError) -> dict:
     else:
         error_type = ERROR_TYPES.get(error.status, "Backend")
     return {"error": error.message, "error_type": error_type}
+
+
+# `responses=` for this controller's routes: the statuses each can answer, in TEI's error body
+errors = partial(error_responses, TEIError, tei_shape)
 
 
 class EmbedRequest(msgspec.Struct):
@@ -120,7 +133,7 @@ class TEIController(Controller):
     tags = ["tei"]
     exception_handlers = {Exception: error_handler(tei_shape)}
 
-    @post("/embed", status_code=200, summary="TEI: dense embeddings, [[float]]")
+    @post("/embed", status_code=200, summary="TEI: dense embeddings, [[float]]", responses=errors(INFERENCE))
     async def embed(self, request: Request, model: str, data: EmbedRequest, engine: Engine) -> Response:
         spec = note_model(request, engine, model)
         texts = _texts(data.inputs)
@@ -130,7 +143,8 @@ class TEIController(Controller):
                                      deadline=deadline_from(request))
         return respond(request, result.embeddings.tolist())
 
-    @post("/embed_all", status_code=200, summary="TEI: token-level embeddings (ColBERT models)")
+    @post("/embed_all", status_code=200, summary="TEI: token-level embeddings (ColBERT models)",
+          responses=errors(INFERENCE))
     async def embed_all(self, request: Request, model: str, data: EmbedRequest, engine: Engine) -> Response:
         spec = note_model(request, engine, model)
         texts = _texts(data.inputs)
@@ -139,7 +153,8 @@ class TEIController(Controller):
                                      deadline=deadline_from(request))
         return respond(request, [vectors.tolist() for vectors in result.embeddings])
 
-    @post("/embed_sparse", status_code=200, summary="TEI: sparse embeddings, [[{index, value}]]")
+    @post("/embed_sparse", status_code=200, summary="TEI: sparse embeddings, [[{index, value}]]",
+          responses=errors(INFERENCE))
     async def embed_sparse(self, request: Request, model: str, data: EmbedRequest, engine: Engine) -> Response:
         spec = note_model(request, engine, model)
         texts = _texts(data.inputs)
@@ -150,7 +165,8 @@ class TEIController(Controller):
                 for indices, values in result.embeddings]
         return respond(request, body)
 
-    @post("/rerank", status_code=200, summary="TEI: rerank texts against a query, sorted by score")
+    @post("/rerank", status_code=200, summary="TEI: rerank texts against a query, sorted by score",
+          responses=errors(INFERENCE))
     async def rerank(self, request: Request, model: str, data: RerankRequest, engine: Engine) -> Response:
         spec = note_model(request, engine, model)
         if not data.texts:
@@ -162,7 +178,8 @@ class TEIController(Controller):
         body = [Rank(i, result.scores[i], data.texts[i] if data.return_text else None) for i in order]
         return respond(request, body)
 
-    @post("/predict", status_code=200, summary="TEI: sequence classification, or pair scores for rerankers")
+    @post("/predict", status_code=200, summary="TEI: sequence classification, or pair scores for rerankers",
+          responses=errors(INFERENCE))
     async def predict(self, request: Request, model: str, data: PredictRequest, engine: Engine) -> Response:
         spec = note_model(request, engine, model)
         batched, items = _predict_items(data.inputs)
@@ -189,7 +206,7 @@ class TEIController(Controller):
             raise ApiError(422, "invalid_request", f"model {spec.name!r} ({spec.task}) cannot predict")
         return respond(request, predictions if batched else predictions[0])
 
-    @post("/tokenize", status_code=200, summary="TEI: the model's tokens for each input")
+    @post("/tokenize", status_code=200, summary="TEI: the model's tokens for each input", responses=errors(INFERENCE))
     async def tokenize(self, request: Request, model: str, data: TokenizeRequest, engine: Engine) -> Response:
         spec = note_model(request, engine, model)
         texts = _texts(data.inputs)
@@ -198,7 +215,7 @@ class TEIController(Controller):
                 for tokens in tokenized]
         return respond(request, body)
 
-    @get("/info", summary="TEI: what this model is and the server's limits")
+    @get("/info", summary="TEI: what this model is and the server's limits", responses=errors(MODEL_INFO))
     async def info(self, request: Request, model: str, engine: Engine) -> Response:
         spec = note_model(request, engine, model)
         if spec.task in ("score", "causal_rerank", "classify"):

@@ -5,12 +5,15 @@ engine's cross-request batching is what makes imports fast."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import msgspec
 from litestar import Controller, Request, Response, get, post
 
 from engine import Engine
 
 from ..errors import ApiError, error_handler
+from ..openapi import INFERENCE, MODEL_INFO, error_responses
 from ..wire import respond
 from .common import deadline_from, note_model
 
@@ -19,8 +22,18 @@ POOLINGS = {"masked_mean": "mean", "mean": "mean", "cls": "cls"}
 TASK_TYPES = {"passage": "document", "document": "document", "query": "query"}
 
 
+class WeaviateError(msgspec.Struct):
+    """The inference containers' error body, as weaviate_shape writes it."""
+
+    error: str
+
+
 def weaviate_shape(error: ApiError) -> dict:
     return {"error": error.message}
+
+
+# `responses=` for this controller's routes: the statuses each can answer, in Weaviate's error body
+errors = partial(error_responses, WeaviateError, weaviate_shape)
 
 
 class VectorizeConfig(msgspec.Struct):
@@ -95,22 +108,26 @@ class WeaviateController(Controller):
     tags = ["weaviate"]
     exception_handlers = {Exception: error_handler(weaviate_shape)}
 
-    @get("/.well-known/ready", status_code=204, summary="Readiness probe of a Weaviate inference container")
+    @get("/.well-known/ready", status_code=204, summary="Readiness probe of a Weaviate inference container",
+         responses=errors(MODEL_INFO + (503,)))
     async def ready(self, request: Request, model: str, engine: Engine) -> None:
         note_model(request, engine, model)
         if not engine.ready:
             raise ApiError(503, "not_ready", "the engine is not ready")
 
-    @get("/.well-known/live", status_code=204, summary="Liveness probe of a Weaviate inference container")
+    @get("/.well-known/live", status_code=204, summary="Liveness probe of a Weaviate inference container",
+         responses=errors(MODEL_INFO))
     async def live(self, request: Request, model: str, engine: Engine) -> None:
         note_model(request, engine, model)
 
-    @get("/meta", summary="The model's configuration, as the reference container reports it")
+    @get("/meta", summary="The model's configuration, as the reference container reports it",
+         responses=errors(MODEL_INFO))
     async def meta(self, request: Request, model: str, engine: Engine) -> Response:
         spec = note_model(request, engine, model)
         return respond(request, {"model": spec.config, "model_path": spec.source or spec.name})
 
-    @post(["/vectors", "/vectors/"], status_code=200, summary="text2vec-transformers: one text -> one vector")
+    @post(["/vectors", "/vectors/"], status_code=200, summary="text2vec-transformers: one text -> one vector",
+          responses=errors(INFERENCE))
     async def vectors(self, request: Request, model: str, data: VectorizeRequest, engine: Engine) -> Response:
         spec = note_model(request, engine, model)
         config = data.config or VectorizeConfig()
@@ -130,7 +147,8 @@ class WeaviateController(Controller):
             return respond(request, BatchVectorizeResponse(vectors, dims))
         return respond(request, VectorizeResponse(texts[0], vectors[0], dims, dims))
 
-    @post("/rerank", status_code=200, summary="reranker-transformers: one score per document, in input order")
+    @post("/rerank", status_code=200, summary="reranker-transformers: one score per document, in input order",
+          responses=errors(INFERENCE))
     async def rerank(self, request: Request, model: str, data: RerankRequest, engine: Engine) -> Response[RerankResponse]:
         spec = note_model(request, engine, model)
         result = await engine.score(spec.name, data.query, data.documents, deadline=deadline_from(request))
