@@ -1,9 +1,8 @@
 """Shared fixtures: the real all-MiniLM-L6-v2, its sentence-transformers reference, tiny
-random models built with transformers, and a real HTTP server on loopback."""
+task models with their references (tests/references.py), and a real HTTP server on loopback."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time
@@ -65,29 +64,22 @@ class LiveServer:
         self.thread.join(timeout=30)
 
 
-def run_on(engine: Engine, make):
-    """Start `engine`, return `await make(engine)`, stop it: expected values for HTTP
-    tests come from an engine on the same specs as the server under test."""
-
-    async def run():
-        await engine.start()
-        try:
-            return await make(engine)
-        finally:
-            await engine.stop()
-
-    return asyncio.run(run())
-
-
 def zoo_specs(root, names: tuple[str, ...]) -> list:
-    """Specs of tiny task models from tests/zoo.py, each served under its builder's name:
-    cross_encoder as "rerank", classifier as "intent", entity_tagger as "ner", "splade", "colbert"."""
-    from engine import spec_from_folder
-    from tests import zoo
+    """Specs of tiny task models from tests/zoo.py built under `root`, each served under its
+    builder's name: cross_encoder as "rerank", classifier as "intent", entity_tagger as "ner",
+    "splade", "colbert"."""
+    from tests.references import Zoo
 
-    builders = {"rerank": zoo.cross_encoder, "intent": zoo.classifier, "ner": zoo.entity_tagger,
-                "splade": zoo.splade, "colbert": zoo.colbert}
-    return [spec_from_folder(name, builders[name](root / name)[0]) for name in names]
+    return Zoo(root).specs(names)
+
+
+@pytest.fixture(scope="session")
+def task_models(tmp_path_factory):
+    """The tiny task models (tests.references.Zoo), built once per session for every HTTP
+    test, with the in-memory models their references need."""
+    from tests.references import Zoo
+
+    return Zoo(tmp_path_factory.mktemp("zoo"))
 
 
 @pytest.fixture(scope="session")

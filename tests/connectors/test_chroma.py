@@ -23,6 +23,7 @@ import pytest
 import chromadb  # noqa: E402  (a dev dependency: a missing one must fail, not skip)
 
 from connectors.chroma import ShoalEmbeddingFunction, ShoalSparseEmbeddingFunction  # noqa: E402
+from tests import references  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
 MODEL = "all-MiniLM-L6-v2"
@@ -195,19 +196,18 @@ def test_chromas_own_efs_pointed_at_the_gateway(task_server, documents, expected
         _check_neighbours(collection.query(query_texts=QUERIES, n_results=K), expected_neighbours)
 
 
-def test_sparse_ef_returns_sparse_vectors(task_server, engine_call):
+def test_sparse_ef_returns_sparse_vectors(task_server, task_models):
     from chromadb.base_types import SparseVector
 
     texts = ["coffee river", "mountain", "the valley and the glacier"]
+    splade = task_models.folder("splade")
     ef = ShoalSparseEmbeddingFunction(url=task_server.url, model="splade", return_labels=True)
     vectors = ef(texts)
-    expected = engine_call(lambda e: e.encode("splade", texts, output="sparse")).embeddings
-    for vector, (indices, values) in zip(vectors, expected):
-        assert isinstance(vector, SparseVector)
-        assert vector.indices == indices.tolist() and all(a < b for a, b in zip(vector.indices, vector.indices[1:]))
-        np.testing.assert_allclose(vector.values, values, atol=1e-5)
-        assert len(vector.labels) == len(vector.indices)
+    assert all(isinstance(vector, SparseVector) for vector in vectors)
+    references.assert_sparse_close([(v.indices, v.values) for v in vectors], references.sparse(splade, texts))
+    assert [vector.labels for vector in vectors] == [references.sparse_labels(splade, v.indices) for v in vectors]
     top = ShoalSparseEmbeddingFunction(url=task_server.url, model="splade", top_k=3).embed_query(texts)
-    assert all(len(v.indices) <= 3 and v.labels is None for v in top)
+    assert all(v.labels is None for v in top)
+    references.assert_sparse_close([(v.indices, v.values) for v in top], references.sparse(splade, texts, top_k=3))
     rebuilt = ShoalSparseEmbeddingFunction.build_from_config(ef.get_config())
     assert rebuilt.get_config() == ef.get_config()

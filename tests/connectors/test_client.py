@@ -13,6 +13,7 @@ import pytest
 
 from connectors import AsyncShoalClient, ShoalClient, ShoalError
 from connectors.client import retry_after_seconds
+from tests import references
 
 MODEL = "all-MiniLM-L6-v2"
 TEXTS = ["The river runs through the valley.", "Coffee is brewed from roasted beans.", "Ünïcödé façade"]
@@ -26,22 +27,26 @@ def test_import_connectors_pulls_no_torch_and_no_vector_database():
 
 
 @pytest.mark.parametrize("msgpack", [True, False])
-def test_sync_client_dense_sparse_multivector_score(task_server, engine_call, minilm_reference, msgpack):
+def test_sync_client_dense_sparse_multivector_score(task_server, task_models, minilm_spec, minilm_reference, msgpack):
     with ShoalClient(task_server.url, model=MODEL, msgpack=msgpack) as shoal:
         dense = shoal.encode(TEXTS)
-        assert dense.embeddings.dtype == np.float32 and dense.embeddings.shape == (3, 384) and dense.input_tokens > 0
-        np.testing.assert_allclose(dense.embeddings, minilm_reference.encode(TEXTS, normalize_embeddings=True), atol=1e-4)
-        assert shoal.embed(TEXTS[:1], dimensions=64).shape == (1, 64)
+        assert dense.embeddings.dtype == np.float32 and dense.input_tokens > 0
+        references.assert_vectors_close(dense.embeddings, minilm_reference.encode(TEXTS, normalize_embeddings=True))
+        references.assert_vectors_close(shoal.embed(TEXTS[:1], dimensions=64),
+                                        references.dense(minilm_spec.path, TEXTS[:1], dimensions=64))
+        splade = task_models.folder("splade")
         sparse = shoal.encode(TEXTS, model="splade", output="sparse", return_labels=True)
-        expected = engine_call(lambda e: e.encode("splade", TEXTS, output="sparse"))
-        for (indices, values), (want_i, want_v) in zip(sparse.embeddings, expected.embeddings):
-            np.testing.assert_array_equal(indices, want_i)
-            np.testing.assert_allclose(values, want_v, atol=1e-5)
-        assert [len(names) for names in sparse.labels] == [len(i) for i, _ in sparse.embeddings]
+        references.assert_sparse_close(sparse.embeddings, references.sparse(splade, TEXTS))
+        assert [references.sparse_labels(splade, indices) for indices, _ in sparse.embeddings] == sparse.labels
         query = shoal.encode(["which river"], model="colbert", output="multivector", input_type="query")
-        assert query.embeddings[0].shape == (24, 16)
-        ranking = shoal.score("mountain river", ["coffee", "a river in the mountains"], model="rerank", top_n=1)
-        assert len(ranking.results) == 1 and ranking.results[0][0] in (0, 1)
+        (expected,) = references.colbert_vectors(task_models.model("colbert"), ["which river"], is_query=True)
+        assert expected.shape == (24, 16)  # expanded to the query length
+        references.assert_vectors_close(query.embeddings[0], expected)
+        documents = ["coffee", "a river in the mountains", "espresso beans"]
+        ranking = shoal.score("mountain river", documents, model="rerank", top_n=2)
+        references.assert_ranked([{"index": i, "score": s} for i, s in ranking.results],
+                                 references.rerank_scores(task_models.folder("rerank"), "mountain river", documents),
+                                 top_n=2)
         assert {m["id"] for m in shoal.models()} == {MODEL, "splade", "colbert", "rerank"}
         with pytest.raises(ShoalError) as caught:
             shoal.encode(TEXTS, model="nope")
@@ -51,7 +56,7 @@ def test_sync_client_dense_sparse_multivector_score(task_server, engine_call, mi
 async def test_async_client(task_server, minilm_reference):
     async with AsyncShoalClient(task_server.url, model=MODEL) as shoal:
         vectors = await shoal.embed(TEXTS, input_type="query")
-        np.testing.assert_allclose(vectors, minilm_reference.encode(TEXTS, normalize_embeddings=True), atol=1e-4)
+        references.assert_vectors_close(vectors, minilm_reference.encode_query(TEXTS, normalize_embeddings=True))
         with pytest.raises(ShoalError) as caught:
             await shoal.encode([""])
         assert caught.value.status == 422

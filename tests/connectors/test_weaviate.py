@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
-
 import weaviate  # noqa: E402,F401  (a dev dependency: a missing one must fail, not skip)
 
 from connectors.weaviate import (ShoalVectorizer, jina_multivectors, module_env, self_provided_vectors,  # noqa: E402
                                  transformers_reranker, transformers_vectors)
+from tests import references  # noqa: E402
 
 BASE = "http://shoal.internal:8080"
 MODEL = "all-MiniLM-L6-v2"
@@ -62,7 +61,7 @@ def test_self_provided_config_json():
 
 def test_configs_fit_a_collection_create_request():
     """The whole create-collection body the client would POST, as JSON."""
-    from weaviate.classes.config import Configure, DataType, Property
+    from weaviate.classes.config import DataType, Property
     from weaviate.collections.classes.config import _CollectionConfigCreate
 
     create = _CollectionConfigCreate(
@@ -76,25 +75,28 @@ def test_configs_fit_a_collection_create_request():
     assert body["vectorConfig"]["dense"]["vectorizer"]["text2vec-transformers"]["inferenceUrl"] == f"{BASE}/weaviate/{MODEL}"
     assert body["vectorConfig"]["colbert"]["vectorIndexConfig"]["multivector"]["enabled"] is True
     assert body["moduleConfig"] == {"reranker-transformers": {}}
-    assert Configure  # imported for the reader: the same objects users pass to collections.create
 
 
-def test_vectorizer_dense_and_colbert(task_server, engine_call, minilm_reference):
+def test_vectorizer_dense_and_colbert(task_server, task_models, minilm_spec, minilm_reference):
     texts = ["The Seine flows through Paris.", "Coffee grows on hills.", "A glacier carved the valley."]
     dense = ShoalVectorizer(task_server.url, MODEL, batch_size=2)
     vectors = dense.documents(texts)
-    assert isinstance(vectors[0][0], float) and len(vectors) == 3
-    np.testing.assert_allclose(vectors, minilm_reference.encode(texts, normalize_embeddings=True), atol=1e-4)
-    assert len(ShoalVectorizer(task_server.url, MODEL, dimensions=64).query("rivers")) == 64
+    assert isinstance(vectors[0][0], float)
+    references.assert_vectors_close(vectors, minilm_reference.encode(texts, normalize_embeddings=True))
+    short = ShoalVectorizer(task_server.url, MODEL, dimensions=64)
+    references.assert_vectors_close([short.query("rivers")],
+                                    references.dense(minilm_spec.path, ["rivers"], input_type="query", dimensions=64))
 
-    colbert = ShoalVectorizer(task_server.url, "colbert", multivector=True)
+    colbert = ShoalVectorizer(task_server.url, "colbert", multivector=True, batch_size=2)
+    pylate = task_models.model("colbert")
     documents = colbert.documents(texts)
-    expected = engine_call(lambda e: e.encode("colbert", texts, output="multivector")).embeddings
-    for got, want in zip(documents, expected):
-        np.testing.assert_allclose(got, want, atol=1e-5)
+    assert len(documents) == len(texts)
+    for got, want in zip(documents, references.colbert_vectors(pylate, texts, is_query=False)):
+        references.assert_vectors_close(got, want)
     query = colbert.query("which river")
-    want = engine_call(lambda e: e.encode("colbert", ["which river"], input_type="query", output="multivector"))
-    np.testing.assert_allclose(query, want.embeddings[0], atol=1e-5)
+    (want,) = references.colbert_vectors(pylate, ["which river"], is_query=True)
+    references.assert_vectors_close(query, want)
     assert len(query) == 24 != len(colbert.documents(["which river"])[0])  # the query/document distinction
     dense.close()
+    short.close()
     colbert.close()

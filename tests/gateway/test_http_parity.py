@@ -1,5 +1,6 @@
 """The real all-MiniLM-L6-v2 over HTTP (native, OpenAI float and base64, msgpack) against
-sentence-transformers, and concurrent requests against one-at-a-time requests."""
+sentence-transformers (tests/references.py: atol 1e-5 and cosine >= 0.9999), and concurrent
+requests against one-at-a-time requests and the same reference."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import msgpack
 import numpy as np
 import pytest
 
+from tests import references
 from tests.texts import varied_texts
 
 TEXTS = varied_texts(210, seed=21)
@@ -22,18 +24,12 @@ def reference(minilm_reference):
     return minilm_reference.encode(TEXTS, batch_size=32, normalize_embeddings=True)
 
 
-def _min_cosine(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
-    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
-
-
 def test_native_encode_matches_sentence_transformers(client, reference):
     response = client.post("/v1/encode", json={"model": MODEL, "inputs": TEXTS})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model"] == MODEL and body["output"] == "dense"
-    assert len(body["embeddings"]) == len(TEXTS)
-    assert _min_cosine(body["embeddings"], reference) >= 0.9999
+    references.assert_vectors_close(body["embeddings"], reference)
     assert body["usage"]["input_tokens"] > len(TEXTS)
 
 
@@ -45,7 +41,7 @@ def test_openai_float_and_base64_match(client, reference):
     assert [d["index"] for d in body["data"]] == list(range(50))
     assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > 0
     float_vectors = [d["embedding"] for d in body["data"]]
-    assert _min_cosine(float_vectors, reference[:50]) >= 0.9999
+    references.assert_vectors_close(float_vectors, reference[:50])
     for header in ("limit-requests", "remaining-requests", "reset-requests", "limit-tokens", "remaining-tokens",
                    "reset-tokens"):
         assert floats.headers[f"x-ratelimit-{header}"]
@@ -56,12 +52,10 @@ def test_openai_float_and_base64_match(client, reference):
     np.testing.assert_array_equal(np.stack(decoded), np.asarray(float_vectors, dtype=np.float32))
 
 
-def test_openai_single_string_and_dimensions(client, reference):
+def test_openai_single_string_and_dimensions(client, minilm_spec):
     response = client.post("/v1/embeddings", json={"model": MODEL, "input": TEXTS[30], "dimensions": 128})
     (item,) = response.json()["data"]
-    assert len(item["embedding"]) == 128
-    assert np.linalg.norm(item["embedding"]) == pytest.approx(1.0, abs=1e-5)
-    assert _min_cosine([item["embedding"]], reference[30:31, :128]) >= 0.9999
+    references.assert_vectors_close([item["embedding"]], references.dense(minilm_spec.path, TEXTS[30:31], dimensions=128))
 
 
 def test_msgpack_request_and_response(client, reference):
@@ -71,10 +65,10 @@ def test_msgpack_request_and_response(client, reference):
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/msgpack")
     body = msgpack.unpackb(response.content)
-    assert _min_cosine(body["embeddings"], reference[:10]) >= 0.9999
+    references.assert_vectors_close(body["embeddings"], reference[:10])
 
 
-def test_concurrent_requests_equal_one_at_a_time(server, client):
+def test_concurrent_requests_equal_one_at_a_time(server, client, reference):
     texts = TEXTS[:64]
     alone = [client.post("/v1/encode", json={"model": MODEL, "inputs": [t]}).json()["embeddings"][0] for t in texts]
 
@@ -84,7 +78,10 @@ def test_concurrent_requests_equal_one_at_a_time(server, client):
         assert all(r.status_code == 200 for r in responses)
         return [r.json()["embeddings"][0] for r in responses]
 
-    np.testing.assert_allclose(np.array(asyncio.run(together())), np.array(alone), atol=1e-5)
+    concurrent = asyncio.run(together())
+    references.assert_vectors_close(alone, reference[:64])
+    references.assert_vectors_close(concurrent, reference[:64])
+    np.testing.assert_allclose(np.array(concurrent), np.array(alone), atol=1e-5)
 
 
 def test_models_list_reports_serving_state(client):

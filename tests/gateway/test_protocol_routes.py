@@ -1,8 +1,9 @@
 """The protocol adapters over real loopback HTTP: TEI, Cohere v2, Jina, Ollama and the
-Weaviate module routes, for the real all-MiniLM-L6-v2 (values against
-sentence-transformers) and tiny task models (values against the engine's own results,
-themselves checked against the reference libraries in tests/engine). Then bad input on
-every route: the protocol's own error shape and status, and the server still serving."""
+Weaviate module routes, for the real all-MiniLM-L6-v2 and tiny task models, with values
+checked against each model's own library on the same inputs (tests/references.py:
+sentence-transformers, its CrossEncoder and SparseEncoder, the transformers pipelines,
+PyLate). Then bad input on every route: the protocol's own error shape and status, and the
+server still serving."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import numpy as np
 import pytest
 
 from engine import Engine, EngineConfig
-from tests import zoo
-from tests.conftest import LiveServer, run_on, zoo_specs
+from tests import references, zoo
+from tests.conftest import LiveServer
 
 MODEL = "all-MiniLM-L6-v2"
 TEXTS = ["The river runs through the valley.", "Coffee is brewed from roasted beans.",
@@ -25,20 +26,16 @@ DOCUMENTS = ["a river in the mountains", "espresso and coffee beans", "gpu memor
 
 
 @pytest.fixture(scope="module")
-def zoo_server(tmp_path_factory, minilm_spec):
-    specs = [minilm_spec] + zoo_specs(tmp_path_factory.mktemp("protocol-zoo"), ("rerank", "intent", "splade", "colbert"))
+def zoo_server(task_models, minilm_spec):
+    specs = [minilm_spec] + task_models.specs(("rerank", "intent", "splade", "colbert"))
     config = EngineConfig(device="cpu", dtype="float32", max_inputs_per_request=64)
     with LiveServer(Engine(specs, config)) as live:
-        yield live, Engine(specs, config)
-
-
-def _engine(zoo_server, make):
-    return run_on(zoo_server[1], make)
+        yield live
 
 
 @pytest.fixture(scope="module")
 def http(zoo_server):
-    with httpx.Client(base_url=zoo_server[0].url, timeout=60) as client:
+    with httpx.Client(base_url=zoo_server.url, timeout=60) as client:
         yield client
 
 
@@ -47,74 +44,94 @@ def reference(minilm_reference):
     return minilm_reference.encode(TEXTS, normalize_embeddings=True)
 
 
+@pytest.fixture(scope="module")
+def rerank_scores(task_models):
+    """CrossEncoder scores of DOCUMENTS against QUERY, in document order: (sigmoid, raw logits)."""
+    folder = task_models.folder("rerank")
+    return references.rerank_scores(folder, QUERY, DOCUMENTS), references.rerank_scores(folder, QUERY, DOCUMENTS,
+                                                                                          raw_scores=True)
+
+
 def _raw(http: httpx.Client, path: str) -> str:
     """An absolute URL that keeps `path` as written (httpx folds `//` when joining a base URL)."""
     return str(http.base_url).rstrip("/") + path
 
 
-def _close(a, b, atol=1e-4):
-    np.testing.assert_allclose(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32), atol=atol)
+_close = references.assert_vectors_close
 
 
 # ---- TEI -------------------------------------------------------------------------------
-def test_tei_embed_matches_sentence_transformers(http, reference):
+def test_tei_embed_matches_sentence_transformers(minilm_spec, http, reference):
     response = http.post(f"/tei/{MODEL}/embed", json={"inputs": TEXTS})
     assert response.status_code == 200 and response.headers["content-type"].startswith("application/json")
     _close(response.json(), reference)
     single = http.post(f"/tei/{MODEL}/embed", json={"inputs": TEXTS[0]}).json()
-    assert np.asarray(single).shape == (1, 384)  # always batch-shaped
-    _close(single[0], reference[0])
-    raw = http.post(f"/tei/{MODEL}/embed", json={"inputs": TEXTS[:1], "normalize": False, "dimensions": 64}).json()
-    assert len(raw[0]) == 64
+    _close(single, reference[:1])  # always batch-shaped
+    raw = http.post(f"/tei/{MODEL}/embed", json={"inputs": TEXTS[:2], "normalize": False, "dimensions": 64}).json()
+    _close(raw, references.dense(minilm_spec.path, TEXTS[:2], normalize=False, dimensions=64))
+    query = http.post(f"/tei/{MODEL}/embed", json={"inputs": TEXTS[:2], "prompt_name": "query"}).json()
+    _close(query, references.dense(minilm_spec.path, TEXTS[:2], input_type="query"))
     # Weaviate's text2vec-huggingface body: {"inputs": [...], "options": {}}
     _close(http.post(f"/tei/{MODEL}/embed", json={"inputs": TEXTS, "options": {"wait_for_model": True}}).json(),
            reference)
 
 
-def test_tei_embed_sparse_and_embed_all(zoo_server, http):
-    sparse = http.post("/tei/splade/embed_sparse", json={"inputs": ["coffee river", "mountain"]}).json()
-    expected = _engine(zoo_server, lambda e: e.encode("splade", ["coffee river", "mountain"], output="sparse"))
-    for got, (indices, values) in zip(sparse, expected.embeddings):
-        assert [v["index"] for v in got] == indices.tolist()
-        _close([v["value"] for v in got], values, atol=1e-5)
+def test_tei_embed_sparse_and_embed_all(task_models, http):
+    texts = ["coffee river", "mountain"]
+    sparse = http.post("/tei/splade/embed_sparse", json={"inputs": texts}).json()
+    references.assert_sparse_close([([v["index"] for v in got], [v["value"] for v in got]) for got in sparse],
+                                   references.sparse(task_models.folder("splade"), texts))
+    pylate = task_models.model("colbert")
     tokens = http.post("/tei/colbert/embed_all", json={"inputs": ["Hello, world!", "rivers"]}).json()
-    expected = _engine(zoo_server, lambda e: e.encode("colbert", ["Hello, world!", "rivers"], output="multivector"))
+    expected = references.colbert_vectors(pylate, ["Hello, world!", "rivers"], is_query=False)
     assert len(tokens) == 2
-    for got, want in zip(tokens, expected.embeddings):
-        _close(got, want, atol=1e-5)
+    for got, want in zip(tokens, expected):
+        _close(got, want)
     query = http.post("/tei/colbert/embed_all", json={"inputs": "which river", "prompt_name": "query"}).json()
-    assert np.asarray(query).shape[1] == 24  # query expansion: the query/document distinction is honoured
+    (want,) = references.colbert_vectors(pylate, ["which river"], is_query=True)
+    assert want.shape[0] == 24  # query expansion: the query/document distinction is honoured
+    _close(query[0], want)
 
 
-def test_tei_rerank_sorted_with_text(zoo_server, http):
-    expected = _engine(zoo_server, lambda e: e.score("rerank", QUERY, DOCUMENTS)).scores
+def test_tei_rerank_sorted_with_text(http, rerank_scores):
+    expected, raw = rerank_scores
     body = http.post("/tei/rerank/rerank", json={"query": QUERY, "texts": DOCUMENTS, "return_text": True}).json()
-    assert [r["index"] for r in body] == sorted(range(len(DOCUMENTS)), key=lambda i: -expected[i])
-    _close([r["score"] for r in body], sorted(expected, reverse=True), atol=1e-6)
+    references.assert_ranked(body, expected)
     assert all(r["text"] == DOCUMENTS[r["index"]] for r in body)
     plain = http.post("/tei/rerank/rerank", json={"query": QUERY, "texts": DOCUMENTS, "raw_scores": True}).json()
     assert "text" not in plain[0]
-    raw = _engine(zoo_server, lambda e: e.score("rerank", QUERY, DOCUMENTS, raw_scores=True)).scores
-    _close(sorted(r["score"] for r in plain), sorted(raw), atol=1e-6)
+    references.assert_ranked(plain, raw)
 
 
-def test_tei_predict_classifier_and_pairs(zoo_server, http):
+def test_tei_predict_classifier_and_pairs(task_models, http, rerank_scores):
+    expected = references.classifications(task_models.folder("intent"), ["refund my card", "server down"])
     one = http.post("/tei/intent/predict", json={"inputs": "refund my card"}).json()
     assert sorted(p["label"] for p in one) == sorted(zoo.INTENTS.values())
+    np.testing.assert_allclose([p["score"] for p in one], [expected[0][p["label"]] for p in one],
+                               atol=references.SCORE_ATOL)
     assert [p["score"] for p in one] == sorted((p["score"] for p in one), reverse=True)
     batch = http.post("/tei/intent/predict", json={"inputs": [["refund my card"], ["server down"]]}).json()
     assert len(batch) == 2 and batch[0] == one
-    expected = _engine(zoo_server, lambda e: e.score("rerank", QUERY, DOCUMENTS[:2])).scores
-    pairs = http.post("/tei/rerank/predict", json={"inputs": [[QUERY, DOCUMENTS[0]], [QUERY, DOCUMENTS[1]]]}).json()
-    _close([p[0]["score"] for p in pairs], expected, atol=1e-6)
+    np.testing.assert_allclose([p["score"] for p in batch[1]], [expected[1][p["label"]] for p in batch[1]],
+                               atol=references.SCORE_ATOL)
+    pairs = [[QUERY, DOCUMENTS[0]], ["espresso", DOCUMENTS[1]], [QUERY, DOCUMENTS[2]]]  # not one shared query
+    want = references.pair_scores(task_models.folder("rerank"), pairs)
+    scored = http.post("/tei/rerank/predict", json={"inputs": pairs}).json()
+    np.testing.assert_allclose([p[0]["score"] for p in scored], want, atol=references.SCORE_ATOL)
     pair = http.post("/tei/rerank/predict", json={"inputs": [QUERY, DOCUMENTS[0]]}).json()
-    assert pair[0]["score"] == pytest.approx(expected[0], abs=1e-6)
+    assert pair[0]["score"] == pytest.approx(rerank_scores[0][0], abs=references.SCORE_ATOL)
+    raw = http.post("/tei/rerank/predict", json={"inputs": pairs, "raw_scores": True}).json()
+    np.testing.assert_allclose([p[0]["score"] for p in raw], references.pair_scores(
+        task_models.folder("rerank"), pairs, raw_scores=True), atol=references.SCORE_ATOL)
 
 
-def test_tei_tokenize_and_info(http):
+def test_tei_tokenize_and_info(minilm_spec, http):
+    from transformers import AutoTokenizer
+
     text = "Hello, world! Ünïcödé"
     tokens = http.post(f"/tei/{MODEL}/tokenize", json={"inputs": text}).json()
     assert len(tokens) == 1
+    assert [t["id"] for t in tokens[0]] == AutoTokenizer.from_pretrained(str(minilm_spec.path))(text)["input_ids"]
     first, *middle, last = tokens[0]
     assert first["special"] and first["text"] == "[CLS]" and last["text"] == "[SEP]"
     assert all(t["text"] == text[t["start"]:t["stop"]] for t in middle if not t["special"])
@@ -129,7 +146,7 @@ def test_tei_tokenize_and_info(http):
 
 
 # ---- Cohere v2 -------------------------------------------------------------------------
-def test_cohere_embed_and_double_slash(http, reference):
+def test_cohere_embed_and_double_slash(minilm_spec, http, reference):
     body = {"texts": TEXTS, "model": MODEL, "input_type": "search_document", "embedding_types": ["float"]}
     response = http.post(_raw(http, "//v2/embed"), json=body)  # Weaviate's text2vec-cohere with a trailing-slash baseURL
     assert response.status_code == 200
@@ -138,55 +155,55 @@ def test_cohere_embed_and_double_slash(http, reference):
     _close(payload["embeddings"]["float"], reference)
     both = http.post("/v2/embed", json={**body, "embedding_types": ["float", "base64"], "output_dimension": 32}).json()
     decoded = [np.frombuffer(base64.b64decode(b), dtype="<f4") for b in both["embeddings"]["base64"]]
-    _close(decoded, both["embeddings"]["float"], atol=0)
-    assert len(decoded[0]) == 32
+    np.testing.assert_array_equal(np.stack(decoded), np.asarray(both["embeddings"]["float"], dtype=np.float32))
+    _close(decoded, references.dense(minilm_spec.path, TEXTS, dimensions=32))
 
 
-def test_cohere_rerank_every_document_sorted(zoo_server, http):
-    expected = _engine(zoo_server, lambda e: e.score("rerank", QUERY, DOCUMENTS)).scores
+def test_cohere_rerank_every_document_sorted(http, rerank_scores):
+    expected, _ = rerank_scores
     body = {"documents": DOCUMENTS, "query": QUERY, "model": "rerank", "return_documents": False}
     payload = http.post(_raw(http, "//v2/rerank"), json=body).json()
-    assert [r["index"] for r in payload["results"]] == sorted(range(len(DOCUMENTS)), key=lambda i: -expected[i])
-    _close([r["relevance_score"] for r in payload["results"]], sorted(expected, reverse=True), atol=1e-6)
+    references.assert_ranked(payload["results"], expected, score="relevance_score")
     top = http.post("/v2/rerank", json={**body, "top_n": 2, "documents": [{"text": d} for d in DOCUMENTS]}).json()
-    assert top["results"] == payload["results"][:2]
+    references.assert_ranked(top["results"], expected, score="relevance_score", top_n=2)
 
 
 # ---- Jina ------------------------------------------------------------------------------
-def test_jina_multivector_placed_by_index(zoo_server, http):
+def test_jina_multivector_placed_by_index(task_models, http):
+    pylate = task_models.model("colbert")
     texts = ["Hello, world!", "rivers and mountains", "a"]
     body = {"input": texts, "model": "colbert", "embedding_type": "float"}
     payload = http.post("/v1/multi-vector", json=body, headers={"Authorization": "Bearer any"}).json()
     assert payload["object"] == "list" and payload["usage"]["total_tokens"] > 0
-    expected = _engine(zoo_server, lambda e: e.encode("colbert", texts, output="multivector")).embeddings
+    expected = references.colbert_vectors(pylate, texts, is_query=False)
     assert [d["index"] for d in payload["data"]] == [0, 1, 2]
     for item, want in zip(payload["data"], expected):
         assert item["object"] == "embeddings"
-        _close(item["embeddings"], want, atol=1e-5)
+        _close(item["embeddings"], want)
     query = http.post("/v1/multi-vector", json={**body, "input": ["which river"], "input_type": "query"}).json()
-    assert len(query["data"][0]["embeddings"]) == 24
+    _close(query["data"][0]["embeddings"], references.colbert_vectors(pylate, ["which river"], is_query=True)[0])
     short = http.post("/v1/multi-vector", json={**body, "dimensions": 8}).json()
-    vectors = np.asarray(short["data"][0]["embeddings"])
-    assert vectors.shape[1] == 8
-    _close(np.linalg.norm(vectors, axis=1), np.ones(len(vectors)), atol=1e-5)
+    for item, want in zip(short["data"], expected, strict=True):  # Matryoshka: cut to 8, renormalised
+        cut = want[:, :8]
+        _close(item["embeddings"], cut / np.linalg.norm(cut, axis=1, keepdims=True))
 
 
-def test_jina_rerank_with_documents(zoo_server, http):
-    expected = _engine(zoo_server, lambda e: e.score("rerank", QUERY, DOCUMENTS)).scores
+def test_jina_rerank_with_documents(http, rerank_scores):
+    expected, _ = rerank_scores
     payload = http.post("/v1/rerank", json={"model": "rerank", "query": QUERY, "documents": DOCUMENTS,
                                             "top_n": 3}).json()
     assert payload["model"] == "rerank" and payload["usage"]["total_tokens"] > 0
-    assert [r["index"] for r in payload["results"]] == sorted(range(len(DOCUMENTS)), key=lambda i: -expected[i])[:3]
+    references.assert_ranked(payload["results"], expected, score="relevance_score", top_n=3)
     assert all(r["document"]["text"] == DOCUMENTS[r["index"]] for r in payload["results"])
 
 
 # ---- Ollama ----------------------------------------------------------------------------
-def test_ollama_embed_and_tags(http, reference):
+def test_ollama_embed_and_tags(minilm_spec, http, reference):
     payload = http.post("/api/embed", json={"model": MODEL, "input": TEXTS}).json()
     assert payload["model"] == MODEL and payload["prompt_eval_count"] > 0
     _close(payload["embeddings"], reference)
-    single = http.post("/api/embed", json={"model": MODEL, "input": TEXTS[0]}).json()
-    _close(single["embeddings"], reference[:1])
+    single = http.post("/api/embed", json={"model": MODEL, "input": TEXTS[0], "dimensions": 48}).json()
+    _close(single["embeddings"], references.dense(minilm_spec.path, TEXTS[:1], dimensions=48))
     legacy = http.post("/api/embeddings", json={"model": MODEL, "prompt": TEXTS[2]}).json()
     _close(legacy["embedding"], reference[2])
     names = [m["name"] for m in http.get("/api/tags").json()["models"]]
@@ -194,7 +211,7 @@ def test_ollama_embed_and_tags(http, reference):
 
 
 # ---- Weaviate module routes ------------------------------------------------------------
-def test_weaviate_vectors_meta_and_probes(http, reference):
+def test_weaviate_vectors_meta_and_probes(minilm_spec, http, reference):
     base = f"/weaviate/{MODEL}"
     assert http.get(base + "/.well-known/ready").status_code == 204
     assert http.get(base + "/.well-known/live").status_code == 204
@@ -206,15 +223,16 @@ def test_weaviate_vectors_meta_and_probes(http, reference):
         _close(payload["vector"], reference[1])
     shortened = http.post(base + "/vectors", json={"text": TEXTS[1], "config": {
         "pooling_strategy": "masked_mean", "task_type": "query", "dimensions": 128}}).json()
-    assert shortened["dim"] == 128 and len(shortened["vector"]) == 128
+    assert shortened["dim"] == 128
+    _close(shortened["vector"], references.dense(minilm_spec.path, TEXTS[1:2], input_type="query", dimensions=128)[0])
 
 
-def test_weaviate_rerank_in_input_order(zoo_server, http):
-    expected = _engine(zoo_server, lambda e: e.score("rerank", QUERY, DOCUMENTS)).scores
+def test_weaviate_rerank_in_input_order(http, rerank_scores):
+    expected, _ = rerank_scores
     payload = http.post("/weaviate/rerank/rerank", json={"query": QUERY, "documents": DOCUMENTS, "property": ""}).json()
     assert payload["query"] == QUERY and payload["property"] is None and payload["score"] is None
     assert [s["document"] for s in payload["scores"]] == DOCUMENTS
-    _close([s["score"] for s in payload["scores"]], expected, atol=1e-6)
+    np.testing.assert_allclose([s["score"] for s in payload["scores"]], expected, atol=references.SCORE_ATOL)
 
 
 # ---- bad input, every route ------------------------------------------------------------

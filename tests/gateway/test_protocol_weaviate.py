@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from engine import Engine, EngineConfig
-from tests.conftest import LiveServer, run_on, zoo_specs
+from tests import references
+from tests.conftest import LiveServer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "weaviate"
 MODEL = "all-MiniLM-L6-v2"
@@ -26,15 +27,10 @@ def fixture(name: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory, minilm_spec):
-    specs = [minilm_spec] + zoo_specs(tmp_path_factory.mktemp("weaviate"), ("rerank", "colbert"))
-    config = EngineConfig(device="cpu", dtype="float32")
-    with LiveServer(Engine(specs, config)) as server:
-        yield server, Engine(specs, config)
-
-
-def engine_call(live, make):
-    return run_on(live[1], make)
+def live(task_models, minilm_spec):
+    specs = [minilm_spec] + task_models.specs(("rerank", "colbert"))
+    with LiveServer(Engine(specs, EngineConfig(device="cpu", dtype="float32"))) as server:
+        yield server
 
 
 def send(url: str, method: str, headers: dict, body: bytes | None = None, timeout: float = 50.0) -> httpx.Response:
@@ -69,23 +65,24 @@ def is_number_list(value) -> bool:
 
 
 # ---- text2vec-transformers -----------------------------------------------------------
-def test_transformers_startup_probes_and_meta(live):
+def test_transformers_startup_probes_and_meta(live, minilm_spec):
     spec = fixture("text2vec-transformers")
-    base = fill(spec["base"], gateway=live[0].url, model=MODEL)
+    base = fill(spec["base"], gateway=live.url, model=MODEL)
     for name in ("ready", "live"):
         request = spec["requests"][name]
         response = send(base + request["path"], "GET", spec["headers"], timeout=request.get("timeout_s", 50))
         low, high = request["expect_status"]
         assert low <= response.status_code <= high
     meta = send(base + "/meta", "GET", spec["headers"])
-    assert meta.status_code == 200 and isinstance(meta.json(), dict)
+    assert meta.status_code == 200
+    assert meta.json()["model"] == json.loads((minilm_spec.path / "config.json").read_text())  # the HF config
 
 
 @pytest.mark.parametrize("name", ["object", "query", "object_with_dimensions", "trailing_slash"])
-def test_transformers_vectorize_one_text(live, minilm_reference, name):
+def test_transformers_vectorize_one_text(live, minilm_spec, name):
     spec = fixture("text2vec-transformers")
     request = spec["requests"][name]
-    base = fill(spec["base"], gateway=live[0].url, model=MODEL)
+    base = fill(spec["base"], gateway=live.url, model=MODEL)
     response = send(base + request["path"], request["method"], {**spec["headers"], **request.get("headers", {})},
                     request["raw_body"].encode())
     assert response.status_code == 200, response.text
@@ -93,25 +90,21 @@ def test_transformers_vectorize_one_text(live, minilm_reference, name):
     sent = json.loads(request["raw_body"])
     assert is_number_list(body["vector"]) and body["dims"] == len(body["vector"])
     assert body.get("error", "") == "" and body["text"] == sent["text"]
-    dimensions = sent["config"].get("dimensions")
-    expected = minilm_reference.encode([sent["text"]], normalize_embeddings=True)[0]
-    if dimensions:
-        assert len(body["vector"]) == dimensions
-        expected = expected[:dimensions] / np.linalg.norm(expected[:dimensions])
-    np.testing.assert_allclose(body["vector"], expected, atol=1e-4)
+    input_type = "query" if sent["config"].get("task_type") == "query" else "document"
+    expected = references.dense(minilm_spec.path, [sent["text"]], input_type=input_type,
+                                dimensions=sent["config"].get("dimensions"))
+    references.assert_vectors_close([body["vector"]], expected)
 
 
-def test_transformers_cls_pooling_strategy(live, minilm_reference):
+def test_transformers_cls_pooling_strategy(live, minilm_spec, minilm_reference):
     """pooling_strategy "cls" pools the [CLS] token instead of the model's mean (then normalises, as the model does)."""
     spec = fixture("text2vec-transformers")
     request = spec["requests"]["cls_pooling"]
-    base = fill(spec["base"], gateway=live[0].url, model=MODEL)
+    base = fill(spec["base"], gateway=live.url, model=MODEL)
     response = send(base + request["path"], "POST", spec["headers"], request["raw_body"].encode())
     assert response.status_code == 200, response.text
     text = json.loads(request["raw_body"])["text"]
-    tokens = minilm_reference.encode([text], output_value="token_embeddings")[0]
-    cls = tokens[0].numpy() if hasattr(tokens[0], "numpy") else np.asarray(tokens[0])
-    np.testing.assert_allclose(response.json()["vector"], cls / np.linalg.norm(cls), atol=1e-4)
+    references.assert_vectors_close([response.json()["vector"]], references.dense(minilm_spec.path, [text], pooling="cls"))
     mean = minilm_reference.encode([text], normalize_embeddings=True)[0]
     assert float(np.dot(response.json()["vector"], mean)) < 0.99  # really a different pooling
 
@@ -119,20 +112,20 @@ def test_transformers_cls_pooling_strategy(live, minilm_reference):
 def test_transformers_batch_format(live, minilm_reference):
     spec = fixture("text2vec-transformers")
     request = spec["requests"]["batch"]
-    base = fill(spec["base"], gateway=live[0].url, model=MODEL)
+    base = fill(spec["base"], gateway=live.url, model=MODEL)
     response = send(base + request["path"], "POST", {**spec["headers"], **request["headers"]},
                     request["raw_body"].encode())
     assert response.status_code == 200
     body = response.json()
     texts = json.loads(request["raw_body"])["texts"]
     assert len(body["vectors"]) == len(texts) and body["dims"] == 384 and body.get("error", "") == ""
-    np.testing.assert_allclose(body["vectors"], minilm_reference.encode(texts, normalize_embeddings=True), atol=1e-4)
+    references.assert_vectors_close(body["vectors"], minilm_reference.encode(texts, normalize_embeddings=True))
 
 
 def test_transformers_error_is_read_as_a_string(live):
     spec = fixture("text2vec-transformers")
     request = spec["requests"]["unknown_pooling"]
-    base = fill(spec["base"], gateway=live[0].url, model=MODEL)
+    base = fill(spec["base"], gateway=live.url, model=MODEL)
     response = send(base + request["path"], "POST", spec["headers"], request["raw_body"].encode())
     assert response.status_code == 422
     assert isinstance(response.json()["error"], str) and "pool" in response.json()["error"]
@@ -142,7 +135,7 @@ def test_transformers_one_text_per_request_under_concurrency(live, minilm_refere
     """Weaviate's import: one request per object, many in flight. Each answer must be its own text's vector."""
     spec = fixture("text2vec-transformers")
     texts = spec["concurrent_objects"] * 4  # 48 requests, repeated texts included
-    base = fill(spec["base"], gateway=live[0].url, model=MODEL)
+    base = fill(spec["base"], gateway=live.url, model=MODEL)
 
     async def run():
         limits = httpx.Limits(max_connections=32)
@@ -158,17 +151,17 @@ def test_transformers_one_text_per_request_under_concurrency(live, minilm_refere
     reference = minilm_reference.encode(texts, normalize_embeddings=True)
     got = np.array([r.json()["vector"] for r in responses])
     assert [r.json()["text"] for r in responses] == texts
-    np.testing.assert_allclose(got, reference, atol=1e-4)
+    references.assert_vectors_close(got, reference)
 
 
 # ---- reranker-transformers -----------------------------------------------------------
-def test_reranker_chunked_parallel_requests_keep_input_order(live):
+def test_reranker_chunked_parallel_requests_keep_input_order(live, task_models):
     spec = fixture("reranker-transformers")
     documents = [f"document {i} about {'rivers and valleys' if i % 3 == 0 else 'coffee and trains'} number {i}"
                  for i in range(spec["document_count"])]
     size = spec["chunk_size"]
     chunks = [documents[i:i + size] for i in range(0, len(documents), size)]
-    base = fill(spec["base"], gateway=live[0].url, model="rerank")
+    base = fill(spec["base"], gateway=live.url, model="rerank")
     template = spec["request_template"]
 
     async def run():
@@ -184,40 +177,39 @@ def test_reranker_chunked_parallel_requests_keep_input_order(live):
     for chunk, response in zip(chunks, responses):
         assert response.status_code == 200
         body = response.json()
-        assert body["property"] is None or isinstance(body["property"], str)
-        assert body["score"] is None or isinstance(body["score"], float)
+        assert body["property"] is None and body["score"] is None  # what the reference container answers
         assert body.get("error", "") == ""
         assert [s["document"] for s in body["scores"]] == chunk  # score i belongs to document i
         scores += [s["score"] for s in body["scores"]]
-    expected = engine_call(live, lambda e: e.score("rerank", spec["query"], documents)).scores
-    np.testing.assert_allclose(scores, expected, atol=1e-6)
+    expected = references.rerank_scores(task_models.folder("rerank"), spec["query"], documents)
+    np.testing.assert_allclose(scores, expected, atol=references.SCORE_ATOL)
 
 
 def test_reranker_error_is_read_as_a_string(live):
     spec = fixture("reranker-transformers")
-    base = fill(spec["base"], gateway=live[0].url, model=MODEL)  # an embedder cannot rerank
+    base = fill(spec["base"], gateway=live.url, model=MODEL)  # an embedder cannot rerank
     response = send(base + "/rerank", "POST", spec["headers"], go_json({"query": "q", "documents": ["d"], "property": ""}))
     assert response.status_code == 422 and isinstance(response.json()["error"], str)
 
 
 # ---- text2multivec-jinaai ------------------------------------------------------------
-def test_jinaai_multivector_objects_and_query(live):
+def test_jinaai_multivector_objects_and_query(live, task_models):
     spec = fixture("text2multivec-jinaai")
-    for name, input_type in (("objects", "document"), ("query", "document")):  # no query signal from this module
+    for name in ("objects", "query"):  # no query signal from this module: documents both
         request = spec["requests"][name]
         body = fill(request["body"], model="colbert")
         if name == "query":
             assert body["input"] == [" ".join(sorted(request["concepts"]))]
-        response = send(live[0].url + request["path"], "POST", spec["headers"], go_json(body))
+        response = send(live.url + request["path"], "POST", spec["headers"], go_json(body))
         assert response.status_code == 200
         payload = response.json()
         assert len(payload["data"]) == len(body["input"])
         by_index = {item["index"]: item["embeddings"] for item in payload["data"]}
-        expected = engine_call(live, lambda e: e.encode("colbert", body["input"], input_type=input_type,
-                                                        output="multivector")).embeddings
+        expected = references.colbert_vectors(task_models.model("colbert"), body["input"], is_query=False)
+        assert sorted(by_index) == list(range(len(expected)))
         for i, want in enumerate(expected):
-            np.testing.assert_allclose(by_index[i], want, atol=1e-5)
-    error = send(live[0].url + "/v1/multi-vector", "POST", spec["headers"],
+            references.assert_vectors_close(by_index[i], want)
+    error = send(live.url + "/v1/multi-vector", "POST", spec["headers"],
                  go_json({"input": ["x"], "model": MODEL, "embedding_type": "float"}))
     assert error.status_code == 422 and isinstance(error.json()["detail"], str)
 
@@ -226,46 +218,45 @@ def test_jinaai_multivector_objects_and_query(live):
 def test_openai_module_reads_floats_and_rate_limit_headers(live, minilm_reference):
     spec = fixture("text2vec-openai")
     body = fill(spec["request"]["body"], model=MODEL)
-    response = send(live[0].url + spec["request"]["path"], "POST", spec["headers"], go_json(body))
+    response = send(live.url + spec["request"]["path"], "POST", spec["headers"], go_json(body))
     assert response.status_code == 200
     for header in spec["rate_limit_headers"]:
         assert header in response.headers
     assert response.headers["x-ratelimit-reset-requests"] == "1s" and int(response.headers["x-ratelimit-remaining-requests"]) > 0
     vectors = [item["embedding"] for item in response.json()["data"]]
-    np.testing.assert_allclose(vectors, minilm_reference.encode(body["input"], normalize_embeddings=True), atol=1e-4)
-    error = send(live[0].url + "/v1/embeddings", "POST", spec["headers"], go_json({"input": ["a"], "model": "nope"}))
+    references.assert_vectors_close(vectors, minilm_reference.encode(body["input"], normalize_embeddings=True))
+    error = send(live.url + "/v1/embeddings", "POST", spec["headers"], go_json({"input": ["a"], "model": "nope"}))
     assert error.status_code == 404 and set(error.json()["error"]) == set(spec["error_shape"]["error"])
 
 
 def test_jinaai_dense_module_places_by_index(live, minilm_reference):
     spec = fixture("text2vec-jinaai")
     body = fill(spec["request"]["body"], model=MODEL)
-    response = send(live[0].url + spec["request"]["path"], "POST", spec["headers"], go_json(body))
+    response = send(live.url + spec["request"]["path"], "POST", spec["headers"], go_json(body))
     assert response.status_code == 200
     placed = {item["index"]: item["embedding"] for item in response.json()["data"]}
-    np.testing.assert_allclose([placed[i] for i in range(len(body["input"]))],
-                               minilm_reference.encode(body["input"], normalize_embeddings=True), atol=1e-4)
+    assert sorted(placed) == list(range(len(body["input"])))
+    references.assert_vectors_close([placed[i] for i in range(len(body["input"]))],
+                                    minilm_reference.encode(body["input"], normalize_embeddings=True))
 
 
-def test_cohere_modules_through_double_slashes(live, minilm_reference):
+def test_cohere_modules_through_double_slashes(live, task_models, minilm_spec):
     spec = fixture("cohere")
     for name in ("embed_objects", "embed_query"):
         request = spec["requests"][name]
         body = fill(request["body"], model=MODEL)
         assert request["path"].startswith("//")
-        response = send(live[0].url + request["path"], "POST", spec["headers"], go_json(body))
+        response = send(live.url + request["path"], "POST", spec["headers"], go_json(body))
         assert response.status_code == 200
-        np.testing.assert_allclose(response.json()["embeddings"]["float"],
-                                   minilm_reference.encode(body["texts"], normalize_embeddings=True), atol=1e-4)
+        input_type = "query" if body["input_type"] == "search_query" else "document"
+        references.assert_vectors_close(response.json()["embeddings"]["float"],
+                                        references.dense(minilm_spec.path, body["texts"], input_type=input_type))
     request = spec["requests"]["rerank"]
     body = fill(request["body"], reranker="rerank")
-    response = send(live[0].url + request["path"], "POST", spec["headers"], go_json(body))
-    results = response.json()["results"]
-    assert sorted(r["index"] for r in results) == list(range(len(body["documents"])))  # every document back
-    expected = engine_call(live, lambda e: e.score("rerank", body["query"], body["documents"])).scores
-    np.testing.assert_allclose([expected[r["index"]] for r in results], [r["relevance_score"] for r in results],
-                               atol=1e-6)
-    error = send(live[0].url + request["path"], "POST", spec["headers"], go_json({**body, "model": MODEL}))
+    response = send(live.url + request["path"], "POST", spec["headers"], go_json(body))
+    expected = references.rerank_scores(task_models.folder("rerank"), body["query"], body["documents"])
+    references.assert_ranked(response.json()["results"], expected, score="relevance_score")  # every document back
+    error = send(live.url + request["path"], "POST", spec["headers"], go_json({**body, "model": MODEL}))
     assert error.status_code == 422 and set(error.json()) == {"message"}
 
 
@@ -274,9 +265,9 @@ def test_huggingface_and_ollama_modules(live, minilm_reference):
     for name in ("huggingface", "ollama"):
         request = spec["requests"][name]
         body = fill(request["body"], model=MODEL)
-        response = send(live[0].url + fill(request["path"], model=MODEL), "POST", spec["headers"], go_json(body))
+        response = send(live.url + fill(request["path"], model=MODEL), "POST", spec["headers"], go_json(body))
         assert response.status_code == 200
         payload = response.json()
         vectors = payload if name == "huggingface" else payload["embeddings"]
         texts = body.get("inputs") or body.get("input")
-        np.testing.assert_allclose(vectors, minilm_reference.encode(texts, normalize_embeddings=True), atol=1e-4)
+        references.assert_vectors_close(vectors, minilm_reference.encode(texts, normalize_embeddings=True))
