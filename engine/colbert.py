@@ -68,14 +68,10 @@ class ColbertTokenizer:
                 ids.insert(1, prefix)
                 type_ids.insert(1, 0)
                 attend = attend + 1 if attend is not None else None
-            result.append(Tokenized(ids, type_ids, attend=attend))
+            # queries keep every vector, [MASK]s included; documents drop the skiplist's
+            keep = None if is_query else [token not in self.skiplist_ids for token in ids]
+            result.append(Tokenized(ids, type_ids, attend=attend, keep=keep))
         return result
-
-    def kept(self, item: Tokenized, is_query: bool) -> np.ndarray:
-        """Which token vectors a multivector keeps."""
-        if is_query:
-            return np.ones(len(item.ids), dtype=bool)
-        return np.array([token not in self.skiplist_ids for token in item.ids], dtype=bool)
 
 
 def maxsim(query: np.ndarray, documents: list[np.ndarray]) -> list[float]:

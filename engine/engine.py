@@ -1,123 +1,47 @@
-"""The public engine API: an async Engine that the gateway, tests and benchmarks share.
+"""The Engine: the async facade the gateway, tests and benchmarks call.
 
-Requests are tokenised on a thread pool (off the event loop), queued per model, batched by
-token budget and run by one device worker; forward passes run on a single device thread so
-the event loop keeps accepting and tokenising while the device computes."""
+A call is checked, tokenised on a thread pool (off the event loop), submitted to the
+scheduler as one job of typed `Work` for its model, and awaited; the device worker
+(worker.py) batches, swaps and runs it; the answer is finished per task (tasks.py). The pool
+(pool.py) owns every model's spec and state; this class asks it."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from dataclasses import replace
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
+from .api import (OUTPUTS, Classified, Encoded, EngineConfig, EngineObserver, Extracted, ModelStatus, PoolStats,
+                  Scored, ServerInfo)
 from .attention import select_backend
-from .device import resolve_device, resolve_dtype
-from .errors import (DeadlineExceeded, about_model, EngineError, InputTooLarge, InputTooLong, InvalidInput, ModelLoadError,
-                     ModelNotFound, NotReady, TooManyInputs, UnsupportedOutput)
 from .colbert import ColbertTokenizer, maxsim
-from .entities import Entity, entities, softmax
+from .device import resolve_device, resolve_dtype
+from .entities import entities
+from .errors import (DeadlineExceeded, EngineError, InputTooLarge, InvalidInput, ModelLoadError, NotReady,
+                     TooManyInputs, UnsupportedOutput, about_model)
 from .fallback import BACKEND_NAME as FALLBACK_BACKEND
 from .fallback import FallbackModel
-from .heads import finish_dense
 from .models import find_architecture, native_family
 from .pool import ModelPool
-from .scheduler import Batch, Job, Scheduler
+from .scheduler import Job, Scheduler
 from .served import ServedModel
 from .spec import INPUT_TYPES, POOLING_MODES, ModelSpec, spec_from_folder
+from .tasks import TASKS, Head, Work, finish_dense, label_probabilities, largest_weights, pair_scores
 from .tokenize import TOKENIZE_MAX_CHARS, TextTokenizer, Token, Tokenized
+from .worker import DeviceWorker
 
 log = logging.getLogger("shoal.engine")
 
-OUTPUTS = ("dense", "sparse", "multivector")
 # Large enough that a vector database's bulk import (Weaviate sends one object per
 # request and does not retry a 429) queues instead of failing; the deadline bounds the wait.
 DEFAULT_QUEUE_TOKENS = 2**20
-QWEN3_RERANK_PREFIX = ("<|im_start|>system\nJudge whether the Document meets the requirements based on the Query "
-                       "and the Instruct provided. Note that the answer can only be \"yes\" or \"no\".<|im_end|>\n"
-                       "<|im_start|>user\n")
-QWEN3_RERANK_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
-DEFAULT_RERANK_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
-
-
-class EngineObserver:
-    """Hooks for metrics. The engine never imports a metrics library; the gateway plugs one in."""
-
-    def batch_done(self, model: str, sequences: int, tokens: int, seconds: float) -> None: ...
-    def rejected(self, reason: str) -> None: ...
-    def model_loaded(self, model: str, seconds: float, source: str = "disk") -> None: ...
-    def model_load_failed(self, model: str) -> None: ...
-    def model_evicted(self, model: str, reason: str) -> None: ...
-    def pool_lookup(self, result: str) -> None: ...  # "hit" | "host" | "miss"
-    def load_waited(self, model: str, seconds: float) -> None: ...
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    device: str = "auto"
-    dtype: str = "auto"
-    max_batch_tokens: int | None = None  # default: 16384 on CUDA, 4096 on CPU
-    max_queue_tokens: int | None = None  # default: 2**20 tokens (minutes of CPU work, seconds on a GPU)
-    max_inputs_per_request: int = 2048
-    attention: str | None = None  # force a backend (tests)
-    memory_budget: int | None = None  # device bytes for models; None: a safe fraction of free memory
-    host_cache: int | None = None  # host bytes for evicted models' weights; None: same as the budget
-    swap_age_seconds: float = 0.1  # how long a cold model's request may wait while resident models have work
-    default_deadline_seconds: float | None = 120.0  # for requests that set none; None: no deadline
-    load_timeout_seconds: float = 120.0  # how long an operator's load waits for room and for the load
-    tokenizer_threads: int = max(1, min(4, (os.cpu_count() or 2)))
-
-
-@dataclass(frozen=True)
-class Encoded:
-    output: str
-    # dense: [n, d] float32; sparse: [(indices, values)] per input; multivector: [k_i, d] per input
-    embeddings: Any
-    input_tokens: int
-    labels: list[list[str]] | None = None  # sparse, on request: the vocabulary token of each index
-
-
-@dataclass(frozen=True)
-class Scored:
-    scores: list[float]  # one per document, in document order
-    input_tokens: int
-
-
-@dataclass(frozen=True)
-class Classified:
-    labels: tuple[str, ...]
-    probabilities: np.ndarray  # [n, labels]
-    input_tokens: int
-
-
-@dataclass(frozen=True)
-class Extracted:
-    entities: list[list[Entity]]  # per input
-    input_tokens: int
-
-
-@dataclass(frozen=True)
-class ModelStatus:
-    name: str
-    source: str | None
-    state: str
-    bytes: int
-    capabilities: tuple[str, ...]
-    backend: str
-    dimension: int
-    max_length: int
-    loads: int
-    evictions: int
-    last_used: float | None
-    error: str | None
-    pinned: bool
 
 
 def _counted(method):
@@ -143,31 +67,21 @@ def _counted(method):
 class Engine:
     def __init__(self, specs: Sequence[ModelSpec], config: EngineConfig = EngineConfig(),
                  observer: EngineObserver | None = None):
-        names = [spec.name for spec in specs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"model names must be unique: {names}")
         self.config = config
         self.observer = observer or EngineObserver()
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
         self.attention_name, self._attention = select_backend(self.device, config.attention)
-        default_budget = 16384 if self.device.type == "cuda" else 4096
-        self.max_batch_tokens = config.max_batch_tokens or default_budget
+        self.max_batch_tokens = config.max_batch_tokens or (16384 if self.device.type == "cuda" else 4096)
         self.scheduler = Scheduler(self.max_batch_tokens, config.max_queue_tokens or DEFAULT_QUEUE_TOKENS)
-        self.specs = {spec.name: spec for spec in specs}
-        self._aliases = {spec.source: spec.name for spec in specs if spec.source and spec.source not in self.specs}
-        self._tokenizers: dict[tuple[str, str], Any] = {}
-        self._device_thread = self._load_thread = self._tokenize_threads = None  # made by start()
-        self.element_size = torch.empty((), dtype=self.dtype).element_size()
-        self.memory_budget = config.memory_budget or default_memory_budget(self.device)
-        host_cache = config.host_cache if config.host_cache is not None else self.memory_budget
-        self.pool = ModelPool(list(specs), self._load_model, self.element_size, self.memory_budget, host_cache,
-                              self.observer, has_work=lambda name: self.queue_depth().get(name, (0, 0))[0] > 0)
-        # a load that finished (an operator's, a preload's) may unblock queued work
-        self.pool.on_change = lambda: self._work.set()
-        self._swaps: set[asyncio.Task] = set()
-        self._work = asyncio.Event()
-        self._worker: asyncio.Task | None = None
+        element_size = torch.empty((), dtype=self.dtype).element_size()
+        budget = config.memory_budget or default_memory_budget(self.device)
+        host_cache = config.host_cache if config.host_cache is not None else budget
+        self.pool = ModelPool(list(specs), self._load_model, element_size, budget, host_cache, self.observer)
+        self._tokenizers: dict[tuple[str, str], tuple[ModelSpec, Any]] = {}
+        self._tokenize_threads: ThreadPoolExecutor | None = None  # made by start(), with the worker's threads
+        self._threads: list[ThreadPoolExecutor] = []
+        self.worker: DeviceWorker | None = None
         self._accepting = False
         self._active = 0  # public calls in progress (tokenising, queued or on the device)
         self._idle = asyncio.Event()
@@ -175,19 +89,23 @@ class Engine:
 
     def set_observer(self, observer: EngineObserver) -> None:
         self.observer = self.pool.observer = observer
+        if self.worker is not None:
+            self.worker.observer = observer
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
-        self._device_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-device")
-        self._load_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-load")
+        device_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-device")
+        load_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-load")
         self._tokenize_threads = ThreadPoolExecutor(self.config.tokenizer_threads, thread_name_prefix="shoal-tokenize")
-        self.pool.executor = self._load_thread
-        self._work = asyncio.Event()
+        self._threads = [device_thread, load_thread, self._tokenize_threads]
+        self.pool.executor = load_thread
+        self.worker = DeviceWorker(self.scheduler, self.pool, self.device, device_thread, self.observer,
+                                   self.config.swap_age_seconds)
         self._accepting = True
-        self._worker = asyncio.create_task(self._run(), name="shoal-device-worker")
-        log.info("engine started", extra={"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
+        self.worker.start()
+        log.info("engine started", extra={"device": str(self.device), "dtype": self.info().dtype,
                                           "attention": self.attention_name, "max_batch_tokens": self.max_batch_tokens,
-                                          "models": list(self.specs)})
+                                          "models": list(self.pool.entries)})
 
     async def stop(self, drain_seconds: float = 30.0) -> None:
         """Stop accepting, let calls in progress finish (at most `drain_seconds`, and no
@@ -199,37 +117,76 @@ class Engine:
                 await asyncio.wait_for(self._idle.wait(), drain_seconds)
             except asyncio.TimeoutError:
                 log.warning("drain time is up", extra={"calls": self._active, "seconds": drain_seconds})
-        for task in self._swaps:
-            task.cancel()
-        if self._worker:
-            self._worker.cancel()
-            try:
-                await self._worker
-            except asyncio.CancelledError:
-                pass
+        if self.worker is not None:
+            await self.worker.stop()
         stopped = NotReady("the server stopped before this request was processed")
         for queue in list(self.scheduler.queues.values()):
             for job in list(queue.jobs):
                 self.scheduler.fail(job, stopped)
-        for executor in (self._device_thread, self._load_thread, self._tokenize_threads):
+        for executor in self._threads:
             executor.shutdown(wait=False, cancel_futures=True)
 
     @property
     def ready(self) -> bool:
-        return self._accepting and self._worker is not None and not self._worker.done()
+        return self._accepting and self.worker is not None and self.worker.running
 
     def can_serve(self) -> bool:
         """Whether at least one configured model can serve: not every one has failed. A
         failed model counts again once a load succeeds (an operator's, after a fix)."""
         return any(entry.state != "failed" for entry in self.pool.entries.values())
 
-    # ---- public API ------------------------------------------------------------------
+    # ---- what is served, and how -------------------------------------------------------
     def resolve(self, model: str) -> ModelSpec:
-        name = model if model in self.specs else self._aliases.get(model)
-        if name is None:
-            raise ModelNotFound(f"model {model!r} is not served here; known models: {sorted(self.specs)}")
-        return self.specs[name]
+        return self.pool.resolve(model)
 
+    def info(self) -> ServerInfo:
+        return ServerInfo(device=str(self.device), dtype=str(self.dtype).removeprefix("torch."),
+                          attention=self.attention_name, max_batch_tokens=self.max_batch_tokens,
+                          max_queue_tokens=self.scheduler.max_queue_tokens,
+                          max_inputs=self.config.max_inputs_per_request,
+                          tokenizer_threads=self.config.tokenizer_threads)
+
+    def models(self) -> list[ModelStatus]:
+        return [ModelStatus(name=entry.spec.name, source=entry.spec.source, state=entry.state, bytes=entry.bytes,
+                            capabilities=entry.spec.capabilities, backend=self.backend(entry.spec),
+                            dimension=entry.spec.dimension, max_length=entry.spec.max_length, loads=entry.loads,
+                            evictions=entry.evictions, last_used=entry.last_used, error=entry.error,
+                            pinned=entry.spec.pin)
+                for entry in self.pool.entries.values()]
+
+    def backend(self, spec: ModelSpec) -> str:
+        """The attention backend a model runs on: the engine's, or the transformers fallback."""
+        return FALLBACK_BACKEND if native_family(spec.model_type, spec.architectures) is None else self.attention_name
+
+    def queue_depth(self) -> dict[str, tuple[int, int]]:
+        """model -> (queued items, queued tokens), for every known model."""
+        depth = self.scheduler.depth()
+        return {name: depth.get(name, (0, 0)) for name in self.pool.entries}
+
+    def queued_tokens(self) -> int:
+        return self.scheduler.queued_tokens
+
+    def pool_stats(self) -> PoolStats:
+        pool = self.pool
+        return PoolStats(len(pool.resident()), pool.device_bytes, pool.host_bytes, pool.budget, pool.host_budget)
+
+    # ---- operator actions --------------------------------------------------------------
+    async def load(self, model: str) -> str:
+        """Make a model resident now (evicting others if needed), waiting at most the load
+        timeout for room and for the load (LoadTimeout; the load goes on). Returns its state."""
+        name = self.resolve(model).name
+        await self.pool.ensure(name, timeout=self.config.load_timeout_seconds, retry_now=True,
+                               queued=self.scheduler.waiting_models())
+        return self.pool.entries[name].state
+
+    async def unload(self, model: str) -> str:
+        """Release a model's device memory (to the host tier while it has room). Pinned,
+        running or loading models are a Conflict. Returns its state."""
+        name = self.resolve(model).name
+        self.pool.unload(name)
+        return self.pool.entries[name].state
+
+    # ---- requests ----------------------------------------------------------------------
     @_counted
     async def encode(self, model: str, texts: Sequence[str], input_type: str = "document", output: str = "dense",
                      dimensions: int | None = None, normalize: bool | None = None, truncate: bool = True,
@@ -249,26 +206,28 @@ class Engine:
         texts = list(texts)
         if output == "multivector":
             items = await self._tokenize(self._colbert_tokenizer(spec).encode, texts, input_type == "query", truncate)
-            vectors = await self._submit(spec.name, f"multivector_{input_type}", items, list, deadline)
+            vectors = await self._submit(spec, Work(Head.TOKEN_VECTORS), items, list, deadline)
             return Encoded(output, vectors, _tokens(items))
-        items = await self._tokenize(self._text_tokenizer(spec).encode, _prompted(spec, texts, input_type), truncate)
         if output == "sparse":
             if top_k is not None and not (isinstance(top_k, int) and top_k > 0):
                 raise InvalidInput("top_k must be a positive integer")
-            pairs = await self._submit(spec.name, "sparse", items, list, deadline)
-            pairs = [_top_k(indices, values, top_k) for indices, values in pairs]
+            items = await self._tokenize(self._text_tokenizer(spec).encode, _prompted(spec, texts, input_type),
+                                         truncate)
+            weights = await self._submit(spec, Work(Head.SPARSE), items, list, deadline)
+            weights = [largest_weights(indices, values, top_k) for indices, values in weights]
             labels = None
             if return_labels:
                 tokenizer = self._text_tokenizer(spec)
-                labels = [[tokenizer.id_to_token(int(i)) for i in indices] for indices, _ in pairs]
-            return Encoded(output, pairs, _tokens(items), labels)
+                labels = [[tokenizer.id_to_token(int(i)) for i in indices] for indices, _ in weights]
+            return Encoded(output, weights, _tokens(items), labels)
         if dimensions is not None and not (isinstance(dimensions, int) and 0 < dimensions <= spec.dimension):
             raise InvalidInput(f"dimensions must be an integer from 1 to {spec.dimension} for model {spec.name!r}")
-        normalize = spec.normalize if normalize is None else normalize
         if pooling is not None and pooling not in POOLING_MODES:
             raise InvalidInput(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
-        kind = "embed" if pooling in (None, spec.pooling) else f"embed_{pooling}"
-        vectors = await self._submit(spec.name, kind, items, np.stack, deadline)
+        items = await self._tokenize(self._text_tokenizer(spec).encode, _prompted(spec, texts, input_type), truncate)
+        work = Work(Head.POOLED, None if pooling == spec.pooling else pooling)
+        vectors = await self._submit(spec, work, items, np.stack, deadline)
+        normalize = spec.normalize if normalize is None else normalize
         return Encoded(output, finish_dense(vectors, dimensions, normalize), _tokens(items))
 
     @_counted
@@ -280,8 +239,8 @@ class Engine:
         if not isinstance(query, str) or not query:
             raise InvalidInput("query must be a non-empty string")
         self._check_inputs(documents)
-        return await self._score_pairs(model, [(query, document) for document in documents], raw_scores, truncate,
-                                       deadline)
+        pairs = [(query, document) for document in documents]
+        return await self._score_pairs(model, pairs, raw_scores, truncate, deadline)
 
     @_counted
     async def score_pairs(self, model: str, pairs: Sequence[tuple[str, str]], raw_scores: bool = False,
@@ -301,27 +260,31 @@ class Engine:
                            deadline: float | None) -> Scored:
         spec = self.resolve(model)
         self._require(spec, "score")
-        if spec.task == "colbert":
-            colbert = self._colbert_tokenizer(spec)
-            queries = list(dict.fromkeys(query for query, _ in pairs))  # each distinct query once
-            query_items, document_items = await asyncio.gather(
-                self._tokenize(colbert.encode, queries, True, truncate),
-                self._tokenize(colbert.encode, [document for _, document in pairs], False, truncate))
-            query_vectors, document_vectors = await asyncio.gather(
-                self._submit(spec.name, "multivector_query", query_items, list, deadline),
-                self._submit(spec.name, "multivector_document", document_items, list, deadline))
-            by_query = dict(zip(queries, query_vectors))
-            scores = [maxsim(by_query[query], [vectors])[0]
-                      for (query, _), vectors in zip(pairs, document_vectors)]
-            return Scored(scores, _tokens(query_items) + _tokens(document_items))
-        if spec.task == "causal_rerank":
-            items = await self._tokenize(self._rerank_prompts, spec, pairs, truncate)
+        task = TASKS[spec.task]
+        if task.pair_logit is None:  # ColBERT: late interaction over token vectors
+            return await self._maxsim_pairs(spec, pairs, truncate, deadline)
+        if task.prompted_pairs:  # the model's own template around each pair (Qwen3-Reranker)
+            architecture = find_architecture(spec.model_type, spec.architectures)
+            items = await self._tokenize(architecture.format_pairs, self._text_tokenizer(spec), spec.instruction,
+                                         pairs, truncate)
         else:
             items = await self._tokenize(self._text_tokenizer(spec).encode, pairs, truncate)
-        logits = await self._submit(spec.name, "sequence_logits", items, np.stack, deadline)
-        raw = logits[:, 1] - logits[:, 0] if spec.task == "causal_rerank" else logits[:, 0]
-        scores = raw if raw_scores else 1.0 / (1.0 + np.exp(-raw))
-        return Scored([float(x) for x in scores], _tokens(items))
+        logits = await self._submit(spec, Work(Head.SEQUENCE_LOGITS), items, np.stack, deadline)
+        return Scored(pair_scores(task, logits, raw_scores), _tokens(items))
+
+    async def _maxsim_pairs(self, spec: ModelSpec, pairs: list[tuple[str, str]], truncate: bool,
+                            deadline: float | None) -> Scored:
+        colbert = self._colbert_tokenizer(spec)
+        queries = list(dict.fromkeys(query for query, _ in pairs))  # each distinct query once
+        query_items, document_items = await asyncio.gather(
+            self._tokenize(colbert.encode, queries, True, truncate),
+            self._tokenize(colbert.encode, [document for _, document in pairs], False, truncate))
+        query_vectors, document_vectors = await asyncio.gather(
+            self._submit(spec, Work(Head.TOKEN_VECTORS), query_items, list, deadline),
+            self._submit(spec, Work(Head.TOKEN_VECTORS), document_items, list, deadline))
+        by_query = dict(zip(queries, query_vectors))
+        scores = [maxsim(by_query[query], [vectors])[0] for (query, _), vectors in zip(pairs, document_vectors)]
+        return Scored(scores, _tokens(query_items) + _tokens(document_items))
 
     @_counted
     async def classify(self, model: str, texts: Sequence[str], truncate: bool = True,
@@ -331,9 +294,8 @@ class Engine:
         self._require(spec, "classify")
         self._check_inputs(texts)
         items = await self._tokenize(self._text_tokenizer(spec).encode, list(texts), truncate)
-        logits = await self._submit(spec.name, "sequence_logits", items, np.stack, deadline)
-        probabilities = 1.0 / (1.0 + np.exp(-logits)) if spec.multi_label else softmax(logits)
-        return Classified(spec.labels, probabilities.astype(np.float32), _tokens(items))
+        logits = await self._submit(spec, Work(Head.SEQUENCE_LOGITS), items, np.stack, deadline)
+        return Classified(spec.labels, label_probabilities(logits, spec.multi_label), _tokens(items))
 
     @_counted
     async def extract(self, model: str, texts: Sequence[str], truncate: bool = True,
@@ -344,7 +306,7 @@ class Engine:
         self._check_inputs(texts)
         texts = list(texts)
         items = await self._tokenize(self._text_tokenizer(spec).encode, texts, truncate, True)
-        logits = await self._submit(spec.name, "token_logits", items, list, deadline)
+        logits = await self._submit(spec, Work(Head.TOKEN_LOGITS), items, list, deadline)
         found = [entities(text, token_logits, item.offsets, spec.labels)
                  for text, token_logits, item in zip(texts, logits, items)]
         return Extracted(found, _tokens(items))
@@ -360,37 +322,6 @@ class Engine:
                                 f"list their tokens in smaller requests")
         tokenizer = self._text_tokenizer(spec)
         return await self._tokenize(lambda: [tokenizer.tokens(text, add_special_tokens) for text in texts])
-
-    def models(self) -> list[ModelStatus]:
-        result = []
-        for entry in self.pool.entries.values():
-            spec = entry.spec
-            result.append(ModelStatus(
-                name=spec.name, source=spec.source, state=entry.state, bytes=entry.bytes,
-                capabilities=spec.capabilities, backend=self.backend(spec),
-                dimension=spec.dimension, max_length=spec.max_length, loads=entry.loads,
-                evictions=entry.evictions, last_used=entry.last_used, error=entry.error, pinned=spec.pin,
-            ))
-        return result
-
-    async def load(self, model: str) -> str:
-        """Make a model resident now (evicting others if needed), waiting at most the load
-        timeout for room and for the load (LoadTimeout; the load goes on). Returns its state."""
-        name = self.resolve(model).name
-        await self.pool.ensure(name, timeout=self.config.load_timeout_seconds, retry_now=True)
-        return self.pool.entries[name].state
-
-    async def unload(self, model: str) -> str:
-        """Release a model's device memory (to the host tier while it has room). Pinned,
-        running or loading models are a Conflict. Returns its state."""
-        name = self.resolve(model).name
-        self.pool.unload(name)
-        return self.pool.entries[name].state
-
-    def queue_depth(self) -> dict[str, tuple[int, int]]:
-        """model -> (queued items, queued tokens), for every known model."""
-        depth = self.scheduler.depth()
-        return {name: depth.get(name, (0, 0)) for name in self.specs}
 
     # ---- internals -------------------------------------------------------------------
     def _check_inputs(self, texts: Sequence[str], limit: int | None = None) -> None:
@@ -410,7 +341,7 @@ class Engine:
         if entry.state != "resident" and entry.loading is None:
             self.pool.check_loadable(spec.name)  # fail fast: it failed recently, or can never fit
         if spec.problem and entry.state != "resident":
-            raise ModelLoadError(f"model {spec.name!r} is unavailable: {spec.problem}; "
+            raise ModelLoadError(f"{about_model(spec.name, spec.problem)}; "
                                  f"fix its folder and POST /v1/models/{spec.name}/load")
         if capability not in spec.capabilities:
             raise UnsupportedOutput(f"model {spec.name!r} ({spec.task}) cannot give {capability!r}; "
@@ -423,203 +354,47 @@ class Engine:
     def _colbert_tokenizer(self, spec: ModelSpec) -> ColbertTokenizer:
         return self._cached_tokenizer(spec, "colbert", lambda: ColbertTokenizer(spec.path, spec.colbert, spec.max_length))
 
-    def _cached_tokenizer(self, spec: ModelSpec, kind: str, build):
-        key = (spec.name, kind)
-        if key not in self._tokenizers:
+    def _cached_tokenizer(self, spec: ModelSpec, kind: str, build: Callable[[], Any]):
+        """One tokenizer per model and kind, built again when the pool's spec changed (a
+        folder fixed after start-up)."""
+        cached = self._tokenizers.get((spec.name, kind))
+        if cached is None or cached[0] is not spec:
             try:
-                self._tokenizers[key] = build()
+                cached = self._tokenizers[(spec.name, kind)] = (spec, build())
             except Exception as error:  # a missing or broken tokenizer.json fails this model only
                 raise ModelLoadError(f"model {spec.name!r}: cannot read its tokenizer: {error}") from error
-        return self._tokenizers[key]
-
-    def _rerank_prompts(self, spec: ModelSpec, pairs: list[tuple[str, str]], truncate: bool) -> list[Tokenized]:
-        """Qwen3-Reranker's chat template around each (query, document) pair."""
-        tokenizer = self._text_tokenizer(spec)
-        prefix = tokenizer.encode_plain(QWEN3_RERANK_PREFIX)
-        suffix = tokenizer.encode_plain(QWEN3_RERANK_SUFFIX)
-        instruction = spec.instruction or DEFAULT_RERANK_INSTRUCTION
-        room = spec.max_length - len(prefix) - len(suffix)
-        items = []
-        for position, (query, document) in enumerate(pairs):
-            query, document = tokenizer.cut(query), tokenizer.cut(document)
-            body = tokenizer.encode_plain(f"<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {document}")
-            if len(body) > room and not truncate:
-                raise InputTooLong(f"document {position} is longer than the model's maximum and truncate is false")
-            ids = prefix + body[:room] + suffix
-            items.append(Tokenized(ids, [0] * len(ids)))
-        return items
+        return cached[1]
 
     async def _tokenize(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self._tokenize_threads, function, *args)
 
-    async def _submit(self, model: str, kind: str, items, finish, deadline: float | None) -> Any:
+    async def _submit(self, spec: ModelSpec, work: Work, items: list[Tokenized], finish, deadline: float | None) -> Any:
         if deadline is None and self.config.default_deadline_seconds:
             deadline = time.monotonic() + self.config.default_deadline_seconds
         if deadline is not None and deadline < time.monotonic():
             raise DeadlineExceeded("deadline passed before the request was queued")
-        job = Job(model, kind, items, asyncio.get_running_loop().create_future(), finish, deadline)
+        job = Job(spec.name, work, items, asyncio.get_running_loop().create_future(), finish, deadline)
         try:
             self.scheduler.submit(job)
         except EngineError as error:
             self.observer.rejected(error.kind)
             raise
-        self._work.set()
-        if model not in self.pool.resident():
-            # Swaps start here and when the swap age comes, not only between batches, so a
-            # cold model loads on the loader thread while the current batch computes.
-            self._start_swaps()
-            asyncio.get_running_loop().call_later(self.config.swap_age_seconds, self._start_swaps)
+        self.worker.submitted(spec.name)
         return await job.future
 
     def _load_model(self, spec: ModelSpec) -> ServedModel:
-        if spec.problem:  # re-read the folder: it may have been fixed since start-up
+        """The pool's loader (on the loader thread). A folder unreadable at start-up is read
+        again: it may have been fixed since; the served model carries the new spec."""
+        if spec.problem:
             try:
                 spec = replace(spec_from_folder(spec.name, spec.path, spec.source), pin=spec.pin)
             except (EngineError, OSError, ValueError) as error:
                 raise ModelLoadError(about_model(spec.name, error)) from error
             if spec.problem:
                 raise ModelLoadError(about_model(spec.name, spec.problem))
-            # the folder is readable now: serve it from here on (single assignments, safe across threads)
-            self.specs[spec.name] = self.pool.entries[spec.name].spec = spec
-            self._tokenizers.pop((spec.name, "text"), None)
-            self._tokenizers.pop((spec.name, "colbert"), None)
         if find_architecture(spec.model_type, spec.architectures) is None:
             return FallbackModel.load(spec, self.device, self.dtype)
         return ServedModel.load(spec, self.device, self.dtype, (self.attention_name, self._attention))
-
-    def backend(self, spec: ModelSpec) -> str:
-        """The attention backend a model runs on: the engine's, or the transformers fallback."""
-        if native_family(spec.model_type, spec.architectures) is None:
-            return FALLBACK_BACKEND
-        return self.attention_name
-
-    async def _run(self) -> None:
-        while True:
-            self._start_swaps()
-            resident = self.pool.resident()
-            batch = self.scheduler.next_batch(lambda model: model in resident)
-            if batch is None:
-                self._work.clear()
-                await self._work.wait()
-                continue
-            served = await self.pool.acquire(batch.model)
-            try:
-                started = time.perf_counter()
-                outputs = await self._forward_with_recovery(served, batch)
-                seconds = time.perf_counter() - started
-            except asyncio.CancelledError:
-                self._fail(batch, NotReady("the server stopped before this request was processed"))
-                raise
-            except EngineError as error:
-                self._fail(batch, error)
-                continue
-            except Exception as error:  # a bug or device fault must not kill the worker
-                log.exception("batch failed", extra={"model": batch.model})
-                self._fail(batch, EngineError(f"inference failed: {type(error).__name__}: {error}"))
-                continue
-            finally:
-                self.pool.release(batch.model)
-            self.scheduler.record_throughput(batch.tokens, seconds)
-            self.observer.batch_done(batch.model, len(batch.items), batch.tokens, seconds)
-            self._deliver(batch, outputs)
-
-    def _start_swaps(self) -> None:
-        """Start loading the most urgent cold model that can be brought in now. The load runs
-        on the loader thread while the device keeps serving resident models. A model that
-        failed recently or can never fit beside the pinned models has its requests failed at
-        once; one that must wait for a running batch to end is skipped, never blocking the
-        models behind it."""
-        if self._worker is None or self._worker.done() or self.pool.loading:
-            return  # one loader thread: one load at a time; the next starts when it ends
-        for model in self.scheduler.swap_candidates(self.pool.resident(), self.config.swap_age_seconds):
-            try:
-                self.pool.check_loadable(model)
-            except EngineError as error:
-                self.scheduler.fail_model(model, error)
-                continue
-            load = self.pool.begin_load(model)
-            if load is not None:
-                task = asyncio.create_task(self._swap_in(model, load))
-                self._swaps = {task for task in self._swaps if not task.done()} | {task}
-                return
-
-    async def _swap_in(self, model: str, load: asyncio.Future) -> None:
-        try:
-            await load
-            now = time.monotonic()
-            for job in self.scheduler.jobs_of(model):
-                self.observer.load_waited(model, now - job.enqueued_at)
-        except ModelLoadError as error:
-            self.scheduler.fail_model(model, error)
-        finally:
-            self._work.set()
-
-    async def _forward_with_recovery(self, served: ServedModel, batch: Batch):
-        """Out of device memory: evict idle models, split the batch and retry each half; an
-        input that does not fit even alone fails its own request, and only that one."""
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._device_thread, self._forward, served, batch)
-        except torch.OutOfMemoryError:
-            self.pool.evict_idle("out_of_memory", keep=batch.model)
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            if len(batch.items) == 1:
-                return [Failed(EngineError("out of device memory even for this input alone"))]
-            log.warning("out of memory: splitting the batch", extra={"model": batch.model, "items": len(batch.items)})
-            middle = len(batch.items) // 2
-            outputs = []
-            for half in (batch.items[:middle], batch.items[middle:]):
-                outputs.extend(await self._forward_with_recovery(served, Batch(batch.model, batch.kind, half)))
-            return outputs
-
-    def _forward(self, served: ServedModel, batch: Batch):
-        items = [item.tokenized for item in batch.items]
-        if batch.kind == "embed":
-            return served.embed(items)
-        if batch.kind.startswith("embed_"):
-            return served.embed(items, pooling=batch.kind.removeprefix("embed_"))
-        if batch.kind == "sparse":
-            return served.sparse(items)
-        if batch.kind == "sequence_logits":
-            return served.sequence_logits(items)
-        if batch.kind == "token_logits":
-            return served.token_logits(items)
-        if batch.kind.startswith("multivector_"):
-            is_query = batch.kind == "multivector_query"
-            colbert = self._colbert_tokenizer(served.spec)
-            return served.token_vectors(items, [colbert.kept(item, is_query) for item in items])
-        raise UnsupportedOutput(f"unknown work kind {batch.kind!r}")
-
-    @staticmethod
-    def _deliver(batch: Batch, outputs) -> None:
-        for item, output in zip(batch.items, outputs):
-            job = item.job
-            if job.future.done():
-                continue
-            if isinstance(output, Failed):
-                job.future.set_exception(output.error)
-                continue
-            job.outputs[item.index] = output
-            job.remaining -= 1
-            if job.remaining == 0:
-                try:
-                    job.future.set_result(job.finish(job.outputs))
-                except Exception as error:  # finishing is ours: report it to the caller, keep serving
-                    job.future.set_exception(EngineError(f"post-processing failed: {error}"))
-
-    @staticmethod
-    def _fail(batch: Batch, error: Exception) -> None:
-        for item in batch.items:
-            if not item.job.future.done():
-                item.job.future.set_exception(error)
-
-
-@dataclass(frozen=True)
-class Failed:
-    """In a batch's outputs: this item could not be computed (its request fails alone)."""
-
-    error: EngineError
 
 
 def default_memory_budget(device: torch.device) -> int:
@@ -644,10 +419,3 @@ def _prompted(spec: ModelSpec, texts: list[str], input_type: str) -> list[str]:
     prompt = spec.prompts.get(input_type, "")
     return [prompt + text for text in texts] if prompt else texts
 
-
-def _top_k(indices: np.ndarray, values: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """The k largest weights, still in ascending index order."""
-    if k is None or len(values) <= k:
-        return indices, values
-    keep = np.sort(np.argpartition(-values, k - 1)[:k])
-    return indices[keep], values[keep]

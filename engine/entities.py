@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .tasks import softmax
+
 
 @dataclass(frozen=True)
 class Entity:
@@ -21,11 +23,6 @@ def _split_tag(label: str) -> tuple[str, str]:
     if label.startswith(("B-", "I-")):
         return label[0], label[2:]
     return "I", label  # a tag without a prefix continues a group of the same tag
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def entities(text: str, logits: np.ndarray, spans: list[tuple[int, int] | None], labels: tuple[str, ...]) -> list[Entity]:

@@ -14,6 +14,7 @@ from .batch import PackedBatch
 from .errors import ModelLoadError
 from .served import DenseStack, ServedModel
 from .spec import ModelSpec
+from .tasks import TASKS
 from .tokenize import Tokenized
 
 log = logging.getLogger("shoal.engine")
@@ -21,25 +22,18 @@ log = logging.getLogger("shoal.engine")
 BACKEND_NAME = "transformers"
 
 
-def _auto_class(task: str):
-    import transformers
-
-    return {
-        "score": transformers.AutoModelForSequenceClassification,
-        "classify": transformers.AutoModelForSequenceClassification,
-        "extract": transformers.AutoModelForTokenClassification,
-        "sparse": transformers.AutoModelForMaskedLM,
-    }.get(task, transformers.AutoModel)
-
-
 class FallbackModel(ServedModel):
     @classmethod
     def load(cls, spec: ModelSpec, device: torch.device, dtype: torch.dtype, attention=None) -> "FallbackModel":
         started = time.perf_counter()
-        if spec.task == "causal_rerank":
-            raise ModelLoadError(f"model {spec.name!r}: causal rerankers need a native implementation")
+        auto_class = TASKS[spec.task].fallback_class
+        if auto_class is None:
+            raise ModelLoadError(f"model {spec.name!r}: {spec.task} models need a native implementation")
         try:
-            model = _auto_class(spec.task).from_pretrained(str(spec.path), dtype=dtype, local_files_only=True)
+            import transformers
+
+            model = getattr(transformers, auto_class).from_pretrained(str(spec.path), dtype=dtype,
+                                                                     local_files_only=True)
             dense = DenseStack(spec.dense_layers) if spec.dense_layers else None
         except ImportError as error:
             raise ModelLoadError(f"model {spec.name!r}: no native implementation and transformers is not installed "

@@ -1,4 +1,4 @@
-"""Heads that turn packed hidden states [T, H] into outputs, and per-request finishing.
+"""Heads that turn packed hidden states [T, H] into outputs.
 
 The task heads of every supported family share one shape: an optional dense layer and
 activation, an optional LayerNorm, and an output projection. Each architecture file maps
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -107,13 +106,3 @@ def sparse_max_pool(logits_fn, hidden: torch.Tensor, batch: PackedBatch, chunk_t
         rows = index[start:start + chunk_tokens].unsqueeze(1).expand_as(weights)
         result.scatter_reduce_(0, rows, weights, "amax", include_self=True)
     return result
-
-
-def finish_dense(vectors: np.ndarray, dimensions: int | None, normalize: bool) -> np.ndarray:
-    """Matryoshka truncation, then (re)normalisation so truncated vectors stay unit length."""
-    if dimensions:
-        vectors = vectors[:, :dimensions]
-    if normalize:
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = vectors / np.maximum(norms, 1e-12)
-    return np.ascontiguousarray(vectors, dtype=np.float32)

@@ -8,6 +8,8 @@
   so bringing them back is a copy, not a disk read and rebuild.
 - Loads are single-flight; a failed load marks the model `failed` with its reason and is
   retried after a cooldown; nothing here can take the server down.
+- The pool is the one owner of every model's spec and state; others ask it (and may wait
+  for `changed()`), it calls nobody back.
 
 All bookkeeping runs on the event loop; weight copies and disk reads run on the loader
 thread. On a CPU-only server "device" and "host" are the same RAM: the host tier then
@@ -21,9 +23,9 @@ import re
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
-from .errors import Conflict, LoadTimeout, ModelLoadError, NoRoom
+from .errors import Conflict, LoadTimeout, ModelLoadError, ModelNotFound, NoRoom
 from .served import ServedModel
 from .spec import ModelSpec
 from .sizes import format_size
@@ -69,16 +71,19 @@ class PoolEntry:
 
 class ModelPool:
     def __init__(self, specs: list[ModelSpec], load: Callable[[ModelSpec], ServedModel], element_size: int,
-                 budget: int, host_budget: int, observer: Any, has_work: Callable[[str], bool] = lambda name: False):
+                 budget: int, host_budget: int, observer: Any):
+        names = [spec.name for spec in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique: {names}")
         self.entries = {spec.name: PoolEntry(spec, footprint(spec, element_size)) for spec in specs}
+        # a model may also be named by its source id (e.g. a hub id) in request bodies
+        self.aliases = {spec.source: spec.name for spec in specs if spec.source and spec.source not in self.entries}
         self.budget = budget
         self.host_budget = host_budget
         self.executor: Executor | None = None  # the loader thread, set by Engine.start()
-        self._load = load
+        self._load = load  # (spec) -> ServedModel, on the loader thread
         self.observer = observer
-        self._has_work = has_work
-        self._changed = asyncio.Event()  # set when a lease is released or a load ends
-        self.on_change: Callable[[], None] = lambda: None  # the engine wakes its worker here
+        self._waiters: list[asyncio.Future] = []  # callers of changed()
         for entry in self.entries.values():
             if entry.spec.problem:  # unreadable at start-up: failed now, retried after the cooldown
                 entry.state, entry.failed_at = "failed", time.monotonic()
@@ -87,6 +92,14 @@ class ModelPool:
                 entry.state, entry.permanent_failure = "failed", True
                 entry.error = (f"model {entry.spec.name!r} needs {format_size(entry.bytes)} but the memory budget "
                                f"is {format_size(budget)}")
+
+    # ---- specs -----------------------------------------------------------------------
+    def resolve(self, model: str) -> ModelSpec:
+        """The spec of a served name or source id."""
+        name = model if model in self.entries else self.aliases.get(model)
+        if name is None:
+            raise ModelNotFound(f"model {model!r} is not served here; known models: {sorted(self.entries)}")
+        return self.entries[name].spec
 
     # ---- accounting ----------------------------------------------------------------
     @property
@@ -104,9 +117,17 @@ class ModelPool:
         entry = self.entries[name]
         return not entry.permanent_failure and time.monotonic() - entry.failed_at >= RETRY_COOLDOWN_SECONDS
 
+    async def changed(self) -> None:
+        """Wait for the next change: a lease released, a load finished or failed, an unload."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
     def _notify(self) -> None:
-        self._changed.set()
-        self.on_change()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # ---- leases --------------------------------------------------------------------
     async def acquire(self, name: str) -> ServedModel:
@@ -123,11 +144,13 @@ class ModelPool:
         entry.last_used = time.time()
         self._notify()
 
-    async def ensure(self, name: str, timeout: float | None = None, retry_now: bool = False) -> ServedModel:
+    async def ensure(self, name: str, timeout: float | None = None, retry_now: bool = False,
+                     queued: Collection[str] = ()) -> ServedModel:
         """Make a model resident (single-flight) without leasing it, waiting at most
         `timeout` seconds for room and for the load (None: no limit, for callers whose
         own deadline bounds them). `retry_now` (an operator's explicit load) skips the
-        failure cooldown. A load that times out here goes on in the background."""
+        failure cooldown; `queued` names models with waiting work, evicted last. A load that
+        times out here goes on in the background."""
         entry = self.entries[name]
         deadline = None if timeout is None else time.monotonic() + timeout
         looked = False
@@ -137,9 +160,8 @@ class ModelPool:
                 if not looked:
                     self.observer.pool_lookup("host" if entry.state == "host" else "miss")
                     looked = True
-                if self.begin_load(name) is None:  # busy models hold the room: wait for a lease to end
-                    self._changed.clear()
-                    await self._wait(self._changed.wait(), deadline, name, "room")
+                if self.begin_load(name, queued) is None:  # busy models hold the room: wait for a lease to end
+                    await self._wait(self.changed(), deadline, name, "room")
                     continue
             await self._wait(asyncio.shield(entry.loading), deadline, name, "its load")
         if not looked:
@@ -176,15 +198,16 @@ class ModelPool:
         return any(e.loading is not None for e in self.entries.values())
 
     # ---- loading and eviction --------------------------------------------------------
-    def begin_load(self, name: str) -> asyncio.Future | None:
+    def begin_load(self, name: str, queued: Collection[str] = ()) -> asyncio.Future | None:
         """Start bringing `name` in, if room can be made now: the evictions happen here, at
         once, so nothing can take the room before the load starts. Returns the load's
         future (an existing one if a load is in flight), or None if busy models hold the
-        room. Call `check_loadable` first."""
+        room. `queued` names models with waiting work: they are evicted last. Call
+        `check_loadable` first."""
         entry = self.entries[name]
         if entry.loading is not None:
             return entry.loading
-        victims = self._plan_eviction(entry.bytes)
+        victims = self._plan_eviction(entry.bytes, queued)
         if victims is None:
             return None
         from_host, previous_state = entry.state == "host", entry.state
@@ -214,6 +237,7 @@ class ModelPool:
             self._notify()
             raise ModelLoadError(entry.error) from error
         entry.served, entry.state, entry.error = served, "resident", None
+        entry.spec = served.spec  # a folder unreadable at start-up was read again by the load
         # a folder unreadable at start-up had no size estimate: count what actually loaded
         entry.bytes = max(entry.bytes, footprint_of_loaded(served))
         entry.loads += 1
@@ -232,18 +256,18 @@ class ModelPool:
             return entry.served
         return self._load(entry.spec)
 
-    def _victims(self) -> list[PoolEntry]:
+    def _victims(self, queued: Collection[str] = ()) -> list[PoolEntry]:
         """Evictable resident models, first to go first: idle ones before ones with queued
         work, least recently used first."""
         candidates = [e for e in self.entries.values()
                       if e.state == "resident" and e.leases == 0 and not e.pinned]
-        return sorted(candidates, key=lambda e: (self._has_work(e.spec.name), e.last_used or 0.0))
+        return sorted(candidates, key=lambda e: (e.spec.name in queued, e.last_used or 0.0))
 
-    def _plan_eviction(self, needed: int) -> list[PoolEntry] | None:
+    def _plan_eviction(self, needed: int, queued: Collection[str] = ()) -> list[PoolEntry] | None:
         """The victims that make `needed` bytes fit, or None if they cannot (yet)."""
         free = self.budget - self.device_bytes
         chosen = []
-        for victim in self._victims():
+        for victim in self._victims(queued):
             if free >= needed:
                 break
             chosen.append(victim)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import DeadlineExceeded, Overloaded
+from .tasks import Work
 from .tokenize import Tokenized
 
 
@@ -26,7 +27,7 @@ class Job:
     """One API call: its items, where their outputs go, and the future its caller awaits."""
 
     model: str
-    kind: str  # which head of the served model runs it ("embed", ...)
+    work: Work  # which head of the served model runs it
     items: list[Tokenized]
     future: asyncio.Future
     finish: Callable[[list[Any]], Any]  # outputs in input order -> the caller's result
@@ -61,8 +62,11 @@ class WorkItem:
 
 @dataclass
 class Batch:
+    """Items of one model and one kind of work, up to the token budget: what the worker hands
+    to the model's forward pass (which packs them into tensors, engine.batch)."""
+
     model: str
-    kind: str
+    work: Work
     items: list[WorkItem]
 
     @property
@@ -71,7 +75,7 @@ class Batch:
 
 
 class ModelQueue:
-    """One (model, kind) queue: jobs in arrival order, each with its items not yet batched."""
+    """One (model, work) queue: jobs in arrival order, each with its items not yet batched."""
 
     def __init__(self):
         self.jobs: dict[Job, deque[WorkItem]] = {}  # insertion order = arrival order
@@ -86,7 +90,7 @@ class Scheduler:
     def __init__(self, max_batch_tokens: int, max_queue_tokens: int):
         self.max_batch_tokens = max_batch_tokens
         self.max_queue_tokens = max_queue_tokens
-        self.queues: dict[tuple[str, str], ModelQueue] = {}
+        self.queues: dict[tuple[str, Work], ModelQueue] = {}
         self.queued_tokens = 0
         self.tokens_per_second = 0.0  # moving average, for Retry-After hints
 
@@ -98,7 +102,7 @@ class Scheduler:
             backlog = self.queued_tokens / max(self.tokens_per_second, 1.0)
             raise Overloaded(f"queue full ({self.queued_tokens} tokens waiting); retry later",
                              retry_after=max(1.0, round(backlog)))
-        queue = self.queues.setdefault((job.model, job.kind), ModelQueue())
+        queue = self.queues.setdefault((job.model, job.work), ModelQueue())
         # Within one job, shortest first: consecutive batches then hold similar lengths,
         # which keeps equal-length runs long for the CPU attention path.
         order = sorted(range(len(job.items)), key=lambda i: len(job.items[i].ids))
@@ -116,7 +120,7 @@ class Scheduler:
         """The job is answered (or abandoned): drop what is left of it from its queue."""
         if job.timer is not None:
             job.timer.cancel()
-        queue = self.queues.get((job.model, job.kind))
+        queue = self.queues.get((job.model, job.work))
         left = queue.jobs.pop(job, None) if queue else None
         if left:
             tokens = sum(item.length for item in left)
@@ -131,8 +135,8 @@ class Scheduler:
                    if q.jobs and (eligible is None or eligible(key[0]))]
         if not waiting:
             return None
-        _, (model, kind) = min(waiting)
-        queue = self.queues[(model, kind)]
+        _, (model, work) = min(waiting, key=lambda entry: entry[0])
+        queue = self.queues[(model, work)]
         items, tokens = [], 0
         while queue.jobs:
             job, left = next(iter(queue.jobs.items()))
@@ -152,7 +156,7 @@ class Scheduler:
         queue.tokens -= tokens
         self.queued_tokens -= tokens
         items.sort(key=lambda item: item.length)
-        return Batch(model, kind, items)
+        return Batch(model, work, items)
 
     def waiting_models(self) -> dict[str, tuple[float, int]]:
         """model -> (enqueue time of its oldest waiting job, queued tokens)."""

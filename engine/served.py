@@ -1,7 +1,8 @@
 """A model ready to serve: the packed network plus its task's head, on one device and dtype.
 
-Each public method takes tokenised items and returns one raw output per item, in order;
-probabilities, normalisation and sorting happen per request, in the engine."""
+`run(batch)` is the forward pass: it packs the scheduler's batch (PackedBatch), runs the
+encoder and the head its `Work` names, and returns one raw output per item, in order;
+probabilities, normalisation and sorting happen per request (engine.tasks)."""
 
 from __future__ import annotations
 
@@ -19,21 +20,13 @@ from .batch import PackedBatch
 from .errors import ModelLoadError
 from .heads import ACTIVATIONS, HeadWeights, TaskHead, pool, sparse_max_pool
 from .models import find_architecture
+from .scheduler import Batch
 from .spec import DenseLayer, ModelSpec
+from .tasks import TASKS, Head
 from .tokenize import Tokenized, load_tokenizer
 from .weights import read_checkpoint
 
 log = logging.getLogger("shoal.engine")
-
-# Which head each task needs from the architecture file.
-HEAD_FOR_TASK = {
-    "score": "sequence_classification",
-    "classify": "sequence_classification",
-    "extract": "token_classification",
-    "sparse": "masked_lm",
-    "causal_rerank": "causal_lm",
-}
-
 
 class DenseStack(nn.Module):
     """sentence-transformers / PyLate Dense modules, applied in order."""
@@ -72,7 +65,6 @@ class ServedModel:
         self.dtype = dtype
         self.attention_name = attention_name
         self.attention = attention
-        self.capabilities = spec.capabilities
 
     @classmethod
     def load(cls, spec: ModelSpec, device: torch.device, dtype: torch.dtype,
@@ -130,6 +122,22 @@ class ServedModel:
         torch.cuda.synchronize(self.device)
 
     # ---- forward passes --------------------------------------------------------------
+    def run(self, batch: Batch) -> list:
+        """The forward pass of one batch: one raw output per item, in the batch's order."""
+        items = [item.tokenized for item in batch.items]
+        head = batch.work.head
+        if head is Head.POOLED:
+            return list(self.embed(items, batch.work.pooling))
+        if head is Head.SPARSE:
+            return self.sparse(items)
+        if head is Head.SEQUENCE_LOGITS:
+            return list(self.sequence_logits(items))
+        if head is Head.TOKEN_LOGITS:
+            return self.token_logits(items)
+        if head is Head.TOKEN_VECTORS:
+            return self.token_vectors(items)
+        raise ValueError(f"no head {head!r}")
+
     def _hidden(self, items: list[Tokenized]) -> tuple[torch.Tensor, PackedBatch]:
         batch = PackedBatch.pack([t.ids for t in items], [t.type_ids for t in items],
                                  position_offset=self.network.position_offset, device=self.device,
@@ -174,14 +182,18 @@ class ServedModel:
         return result
 
     @torch.inference_mode()
-    def token_vectors(self, items: list[Tokenized], kept: list[np.ndarray]) -> list[np.ndarray]:
+    def token_vectors(self, items: list[Tokenized]) -> list[np.ndarray]:
         """ColBERT: projected, L2-normalised vectors of the kept tokens, one [k_i, d] per item."""
         hidden, batch = self._hidden(items)
         if self.dense is not None:
             hidden = self.dense(hidden)
         vectors = F.normalize(hidden.float(), dim=-1).cpu().numpy()
         bounds = batch.cu_seqlens.tolist()
-        return [vectors[bounds[i]:bounds[i + 1]][kept[i]] for i in range(batch.num_sequences)]
+        return [_kept(vectors[bounds[i]:bounds[i + 1]], items[i].keep) for i in range(batch.num_sequences)]
+
+
+def _kept(vectors: np.ndarray, keep: list[bool] | None) -> np.ndarray:
+    return vectors if keep is None else vectors[np.asarray(keep, dtype=bool)]
 
 
 def _own_memory(module: nn.Module) -> None:
@@ -194,7 +206,7 @@ def _own_memory(module: nn.Module) -> None:
 
 
 def _build_head(spec: ModelSpec, architecture, checkpoint) -> nn.Module | None:
-    head_kind = HEAD_FOR_TASK.get(spec.task)
+    head_kind = TASKS[spec.task].checkpoint_head
     if head_kind is None:
         return None
     head = architecture.head_weights(checkpoint, spec.config, head_kind)

@@ -16,24 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelNotFound, about_model
+from .tasks import TASKS
 
 POOLING_MODES = ("mean", "cls", "max", "lasttoken")
 INPUT_TYPES = ("query", "document")
-# What a model is for, which decides its head and the outputs it can give.
-TASKS = ("embed", "score", "classify", "extract", "sparse", "colbert", "causal_rerank")
-CAPABILITIES = {
-    "embed": ("dense",),
-    "score": ("score",),
-    "classify": ("classify",),
-    "extract": ("extract",),
-    "sparse": ("sparse",),
-    "colbert": ("multivector", "score"),
-    "causal_rerank": ("score",),
-}
 
-# Bytes per element for the safetensors dtypes we may meet.
+# The safetensors dtypes of served weights (integer buffers are not weights).
 _FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
 # What a catalog entry may set besides `path` / `source`.
@@ -80,9 +69,8 @@ class ModelSpec:
     prompts: dict[str, str] = field(default_factory=dict)  # input_type -> prefix
     weight_files: tuple[Path, ...] = ()
     parameter_count: int = 0  # elements, from safetensors headers
-    checkpoint_bytes: int = 0
     pin: bool = False
-    task: str = "embed"
+    task: str = "embed"  # a key of engine.tasks.TASKS
     labels: tuple[str, ...] = ()  # id2label, in id order (classify, extract)
     multi_label: bool = False  # sigmoid per label instead of softmax
     dense_layers: tuple[DenseLayer, ...] = ()
@@ -92,11 +80,7 @@ class ModelSpec:
 
     @property
     def capabilities(self) -> tuple[str, ...]:
-        return CAPABILITIES[self.task]
-
-    def weight_bytes(self, element_size: int) -> int:
-        """Bytes the weights take once loaded in a dtype of `element_size` bytes."""
-        return self.parameter_count * element_size
+        return TASKS[self.task].capabilities
 
     def with_overrides(self, overrides: dict[str, Any]) -> "ModelSpec":
         unknown = set(overrides) - CATALOG_KEYS
@@ -118,7 +102,7 @@ class ModelSpec:
         if self.max_length < 2:
             raise ValueError(f"model {self.name!r}: max_length must be at least 2")
         if self.task not in TASKS:
-            raise ValueError(f"model {self.name!r}: task must be one of {TASKS}, got {self.task!r}")
+            raise ValueError(f"model {self.name!r}: task must be one of {tuple(TASKS)}, got {self.task!r}")
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -140,8 +124,8 @@ def safetensors_header(path: Path) -> dict[str, Any]:
             raise ValueError(f"{path} is not a safetensors file (corrupt header: {error})") from None
 
 
-def _count_parameters(files: list[Path]) -> tuple[int, int]:
-    elements = nbytes = 0
+def _count_parameters(files: list[Path]) -> int:
+    elements = 0
     for path in files:
         for name, info in safetensors_header(path).items():
             if name == "__metadata__" or info["dtype"] not in _FLOAT_DTYPES:
@@ -150,8 +134,7 @@ def _count_parameters(files: list[Path]) -> tuple[int, int]:
             for dim in info["shape"]:
                 n *= dim
             elements += n
-            nbytes += n * _DTYPE_BYTES.get(info["dtype"], 4)
-    return elements, nbytes
+    return elements
 
 
 def _sentence_transformers_modules(folder: Path) -> dict[str, Path]:
@@ -208,7 +191,7 @@ def _prompts(folder: Path) -> dict[str, str]:
 _TORCH_ACTIVATIONS = {"Identity": "identity", "Tanh": "tanh", "ReLU": "relu", "GELU": "gelu", "SiLU": "silu"}
 
 
-def _dense_layers(modules: dict[str, Path], folder: Path) -> tuple[DenseLayer, ...]:
+def _dense_layers(folder: Path) -> tuple[DenseLayer, ...]:
     layers = []
     modules_file = folder / "modules.json"
     entries = read_json(modules_file) if modules_file.exists() else []
@@ -275,15 +258,15 @@ def spec_from_folder(name: str, folder: str | os.PathLike, source: str | None = 
     weight_files = sorted(folder.glob("*.safetensors"))
     problem = None
     try:
-        elements, nbytes = _count_parameters(weight_files)
+        elements = _count_parameters(weight_files)
     except (OSError, ValueError, KeyError) as error:  # served as `failed`, with the reason
-        elements, nbytes, problem = 0, 0, about_model(name, error)
+        elements, problem = 0, about_model(name, error)
     modules = _sentence_transformers_modules(folder)
     pooling = "cls"  # plain HF encoders without a sentence-transformers config: CLS, like TEI
     if "Pooling" in modules and (modules["Pooling"] / "config.json").exists():
         pooling = _pooling_mode(read_json(modules["Pooling"] / "config.json"))
     architectures = tuple(config.get("architectures") or ())
-    dense_layers = _dense_layers(modules, folder)
+    dense_layers = _dense_layers(folder)
     colbert = _colbert_settings(folder)
     labels = _labels(config)
     task = _task(architectures, modules, colbert, labels)
@@ -302,7 +285,6 @@ def spec_from_folder(name: str, folder: str | os.PathLike, source: str | None = 
         prompts=_prompts(folder),
         weight_files=tuple(weight_files),
         parameter_count=elements,
-        checkpoint_bytes=nbytes,
         task=task,
         labels=labels,
         multi_label=config.get("problem_type") == "multi_label_classification",

@@ -20,6 +20,7 @@ class Tokenized:
     type_ids: list[int]
     offsets: list[tuple[int, int] | None] | None = None  # character span per token, None for special tokens
     attend: int | None = None  # tokens from this position on are never attended to (ColBERT expansion)
+    keep: list[bool] | None = None  # which token vectors a multivector keeps (ColBERT's skiplist); None: all
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,13 +12,15 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
-from engine import Engine, EngineError
+from engine import EngineAPI, EngineError
 
 from . import __version__
+from .auth import Keys, require_key
 from .errors import error_handler, native_shape
 from .metrics import Metrics
-from .middleware import BearerAuth, CancelOnDisconnect, CollapseSlashes, InFlight, RequestMetrics
+from .middleware import CancelOnDisconnect, CollapseSlashes, InFlight, RequestMetrics
 from .ops import OpsController
+from .state import Startup, provide_engine, provide_metrics, provide_started_at, provide_startup
 from .protocols.cohere import CohereController
 from .protocols.jina import JinaController
 from .protocols.native import NativeController
@@ -44,17 +46,19 @@ class GatewaySettings:
 class Gateway:
     asgi: object  # what the HTTP server runs
     litestar: Litestar
-    engine: Engine
+    engine: EngineAPI
     metrics: Metrics
 
 
-def create_app(engine: Engine, settings: GatewaySettings = GatewaySettings()) -> Gateway:
+def create_app(engine: EngineAPI, settings: GatewaySettings = GatewaySettings()) -> Gateway:
+    """The Litestar app around `engine`: everything a handler needs lives in the app's state
+    and reaches it through dependency injection."""
     metrics = Metrics()
     engine.set_observer(metrics)
     metrics.attach(engine)
-    in_flight = InFlight()
-    preloaded: dict = {"done": not settings.preload}
-    started_at = int(time.time())
+    state = State({"engine": engine, "metrics": metrics, "started_at": int(time.time()), "in_flight": InFlight(),
+                   "bearer_keys": Keys.of(settings.api_keys, settings.admin_keys),
+                   "startup": Startup(preloaded=not settings.preload)})
 
     async def preload() -> None:
         for name in settings.preload:
@@ -62,7 +66,7 @@ def create_app(engine: Engine, settings: GatewaySettings = GatewaySettings()) ->
                 await engine.load(name)
             except EngineError as error:  # visible in /v1/models as `failed`; keep serving the rest
                 log.error("preload failed", extra={"model": name, "reason": error.message})
-        preloaded["done"] = True
+        state.startup.preloaded = True
 
     async def on_startup(app: Litestar) -> None:
         await engine.start()
@@ -75,11 +79,12 @@ def create_app(engine: Engine, settings: GatewaySettings = GatewaySettings()) ->
         route_handlers=[NativeController, OpenAIController, OpsController, JinaController, CohereController,
                         OllamaController, TEIController, WeaviateController],
         dependencies={
-            "engine": Provide(lambda: engine, use_cache=True, sync_to_thread=False),
-            "metrics": Provide(lambda: metrics, use_cache=True, sync_to_thread=False),
-            "started_at": Provide(lambda: started_at, use_cache=True, sync_to_thread=False),
-            "preloaded": Provide(lambda: preloaded, sync_to_thread=False),
+            "engine": Provide(provide_engine, sync_to_thread=False),
+            "metrics": Provide(provide_metrics, sync_to_thread=False),
+            "started_at": Provide(provide_started_at, sync_to_thread=False),
+            "startup": Provide(provide_startup, sync_to_thread=False),
         },
+        guards=[require_key],
         request_class=ShoalRequest,
         request_max_body_size=settings.max_body_bytes,
         exception_handlers={Exception: error_handler(native_shape)},
@@ -88,9 +93,8 @@ def create_app(engine: Engine, settings: GatewaySettings = GatewaySettings()) ->
                                                  "ColBERT, SPLADE, classifiers."),
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
-        state=State({"in_flight": in_flight}),
+        state=state,
         logging_config=None,
     )
-    asgi = CollapseSlashes(BearerAuth(RequestMetrics(CancelOnDisconnect(app), metrics, in_flight),
-                                      list(settings.api_keys), list(settings.admin_keys)))
+    asgi = CollapseSlashes(RequestMetrics(CancelOnDisconnect(app), metrics, state.in_flight))
     return Gateway(asgi, app, engine, metrics)

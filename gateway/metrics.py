@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from engine import Engine, EngineObserver
+from engine import EngineAPI, EngineObserver
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
@@ -45,7 +45,7 @@ class Metrics(EngineObserver):
         self.load_wait = Histogram("shoal_load_wait_seconds", "Time requests waited for their model to load.",
                                    ["model"], buckets=LATENCY_BUCKETS, registry=r)
 
-    def attach(self, engine: Engine) -> None:
+    def attach(self, engine: EngineAPI) -> None:
         """Queue gauges read the engine at scrape time, so they are exact and never stale."""
         self.registry.register(_QueueCollector(engine))
 
@@ -80,7 +80,7 @@ class Metrics(EngineObserver):
 
 
 class _QueueCollector:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: EngineAPI):
         self.engine = engine
 
     def describe(self):
@@ -97,8 +97,8 @@ class _QueueCollector:
         resident = GaugeMetricFamily("shoal_models_resident", "Models resident on the device.")
         resident_bytes = GaugeMetricFamily("shoal_resident_bytes", "Bytes of model weights held, by tier.",
                                            labels=["tier"])
-        pool = self.engine.pool
-        resident.add_metric([], len(pool.resident()))
+        pool = self.engine.pool_stats()
+        resident.add_metric([], pool.resident)
         resident_bytes.add_metric(["device"], pool.device_bytes)
         resident_bytes.add_metric(["host"], pool.host_bytes)
         budget = GaugeMetricFamily("shoal_memory_budget_bytes", "Memory budget for models, by tier.", labels=["tier"])

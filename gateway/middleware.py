@@ -1,20 +1,17 @@
 """ASGI wrappers that run before routing: repeated-slash collapsing (Weaviate's Cohere
-module requests `//v2/rerank`), bearer-key auth, per-request metrics, and cancelling the
-work of clients that hang up."""
+module requests `//v2/rerank`), per-request metrics, and cancelling the work of clients
+that hang up. Bearer keys are a guard (auth.py), so refusals come in each route's shape."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import re
 import time
 from typing import Any
 
-import msgspec
 
 from .metrics import Metrics
 
-OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 _SLASHES = re.compile(r"/{2,}")
 
 
@@ -32,55 +29,6 @@ class CollapseSlashes:
             scope = dict(scope, path=_SLASHES.sub("/", scope["path"]))
             scope["raw_path"] = scope["path"].encode()
         await self.app(scope, receive, send)
-
-
-class BearerAuth:
-    """When keys are configured, every route but health and metrics needs a matching
-    `Authorization: Bearer <key>`. Operator keys, when set, are the only keys that may load
-    and unload models (and they are accepted everywhere else too)."""
-
-    def __init__(self, app, keys: list[str], admin_keys: list[str] = ()):
-        self.app = app
-        self.keys = [key.encode() for key in keys]
-        self.admin_keys = [key.encode() for key in admin_keys]
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
-            return await self.app(scope, receive, send)
-        presented = _bearer(scope)
-        is_admin = presented is not None and _matches(presented, self.admin_keys)
-        if OPERATOR_PATH.match(scope["path"]) and self.admin_keys:
-            if is_admin:
-                return await self.app(scope, receive, send)
-            if presented is not None and _matches(presented, self.keys):
-                return await _refuse(send, 403, "forbidden", "this key may not load or unload models; "
-                                                             "use an operator key")
-            return await _refuse(send, 401, "unauthorized", "missing or invalid operator key")
-        if not self.keys or is_admin or (presented is not None and _matches(presented, self.keys)):
-            return await self.app(scope, receive, send)
-        return await _refuse(send, 401, "unauthorized", "missing or invalid API key")
-
-
-OPERATOR_PATH = re.compile(r"^/v1/models/[^/]+/(load|unload)$")
-
-
-def _bearer(scope) -> bytes | None:
-    for name, value in scope.get("headers", []):
-        if name == b"authorization" and value[:7].lower() == b"bearer ":
-            return value[7:].strip()
-    return None
-
-
-def _matches(presented: bytes, keys: list[bytes]) -> bool:
-    return any(hmac.compare_digest(presented, key) for key in keys)
-
-
-async def _refuse(send, status: int, kind: str, message: str) -> None:
-    body = msgspec.json.encode({"error": {"type": kind, "message": message, "param": None, "code": status}})
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
 
 
 class CancelOnDisconnect:

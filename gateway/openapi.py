@@ -29,7 +29,7 @@ DESCRIPTIONS = {
     504: "The request's deadline (X-Shoal-Deadline-Ms) or the load timeout passed",
 }
 # A representative error kind per status, to render each example through the real shape function
-EXAMPLE_KINDS = {400: "malformed_request", 404: "model_not_found", 409: "conflict", 413: "too_many_inputs",
+EXAMPLE_KINDS = {400: "malformed_request", 401: "unauthorized", 403: "forbidden", 404: "model_not_found", 409: "conflict", 413: "too_many_inputs",
                  422: "invalid_request", 429: "overloaded", 503: "not_ready", 504: "deadline_exceeded"}
 
 # Status sets by kind of route
@@ -40,34 +40,13 @@ LOAD = (400, 401, 403, 404, 503, 504)
 UNLOAD = (400, 401, 403, 404, 409)
 
 
-class AuthErrorDetail(msgspec.Struct):
-    type: str
-    message: str
-    param: None
-    code: int
-
-
-class AuthError(msgspec.Struct):
-    """The bearer-key middleware's refusal (middleware._refuse), the same on every route: it
-    answers before routing, so it cannot know the route's protocol."""
-
-    error: AuthErrorDetail
-
-
-_AUTH_EXAMPLES = {status: {"error": {"type": kind, "message": DESCRIPTIONS[status], "param": None, "code": status}}
-                  for status, kind in ((401, "unauthorized"), (403, "forbidden"))}
-
-
 def error_responses(body: type[msgspec.Struct], shape: Callable[[ApiError], Any],
                     statuses: Iterable[int]) -> dict[int, ResponseSpec]:
     """`responses=` for a route decorator: each status with `body` (the protocol's error
     Struct) and an example rendered by `shape`, the function that writes that body on the wire."""
     responses = {}
     for status in statuses:
-        if status in _AUTH_EXAMPLES:
-            container, example = AuthError, _AUTH_EXAMPLES[status]
-        else:
-            container, example = body, shape(ApiError(status, EXAMPLE_KINDS[status], DESCRIPTIONS[status]))
-        responses[status] = ResponseSpec(data_container=container, description=DESCRIPTIONS[status],
+        example = shape(ApiError(status, EXAMPLE_KINDS[status], DESCRIPTIONS[status]))
+        responses[status] = ResponseSpec(data_container=body, description=DESCRIPTIONS[status],
                                          generate_examples=False, examples=[Example(value=example)])
     return responses

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from litestar import Controller, Response, get
 
-from engine import Engine
+from engine import EngineAPI
 
+from .state import Startup
 from .errors import NativeError, error_handler, native_shape
 from .metrics import Metrics
 from .openapi import error_responses
@@ -13,6 +14,7 @@ from .openapi import error_responses
 
 class OpsController(Controller):
     tags = ["operations"]
+    opt = {"open": True}  # probes and scrapes never carry keys
     exception_handlers = {Exception: error_handler(native_shape)}
 
     @get("/healthz", summary="The process is alive")
@@ -20,8 +22,8 @@ class OpsController(Controller):
         return {"status": "ok"}
 
     @get("/readyz", summary="The server can take requests", responses=error_responses(NativeError, native_shape, (503,)))
-    async def readyz(self, engine: Engine, preloaded: dict) -> Response[dict[str, str]]:
-        if not engine.ready or not preloaded.get("done"):
+    async def readyz(self, engine: EngineAPI, startup: Startup) -> Response[dict[str, str]]:
+        if not engine.ready or not startup.preloaded:
             message = "starting up or shutting down"
         elif not engine.can_serve():
             message = "no configured model can serve: " + "; ".join(

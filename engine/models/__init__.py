@@ -10,6 +10,8 @@ One file per family. Each implementation is an `nn.Module` with:
   `state_dict()` names, exactly (loaded strictly); fused projections are built here.
 - `head_weights(checkpoint, config, task) -> HeadWeights` for the heads the family has:
   "sequence_classification", "token_classification", "masked_lm" (see engine/heads.py).
+- `format_pairs(tokenizer, instruction, pairs, truncate)`, for families whose rerankers read
+  a (query, document) pair through their own prompt (tasks with `prompted_pairs`).
 
 The registry is keyed by family: `BertModel`, `BertForSequenceClassification` and
 `BertForMaskedLM` all share `BertEncoder`; the task comes from the ModelSpec."""

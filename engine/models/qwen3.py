@@ -12,8 +12,10 @@ from torch import nn
 
 from ..attention import AttentionFn
 from ..batch import PackedBatch
+from ..errors import InputTooLong
 from ..heads import ACTIVATIONS, HeadWeights
 from ..rotary import Rotary, apply_rotary
+from ..tokenize import TextTokenizer, Tokenized
 from ..weights import pick_renamed, strip_prefix
 
 
@@ -82,10 +84,38 @@ class Qwen3Layer(nn.Module):
         return x + self.down(self.act(gate) * up)
 
 
+# Qwen3-Reranker's chat template: the model answers "yes" or "no" after it.
+RERANK_PREFIX = ("<|im_start|>system\nJudge whether the Document meets the requirements based on the Query "
+                 "and the Instruct provided. Note that the answer can only be \"yes\" or \"no\".<|im_end|>\n"
+                 "<|im_start|>user\n")
+RERANK_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+DEFAULT_RERANK_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+
+
+def rerank_prompts(tokenizer: TextTokenizer, instruction: str, pairs: list[tuple[str, str]],
+                   truncate: bool) -> list[Tokenized]:
+    """Qwen3-Reranker's template around each (query, document) pair; the body between the
+    fixed prefix and suffix is what truncation cuts."""
+    prefix = tokenizer.encode_plain(RERANK_PREFIX)
+    suffix = tokenizer.encode_plain(RERANK_SUFFIX)
+    instruction = instruction or DEFAULT_RERANK_INSTRUCTION
+    room = tokenizer.max_length - len(prefix) - len(suffix)
+    items = []
+    for position, (query, document) in enumerate(pairs):
+        query, document = tokenizer.cut(query), tokenizer.cut(document)
+        body = tokenizer.encode_plain(f"<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {document}")
+        if len(body) > room and not truncate:
+            raise InputTooLong(f"document {position} is longer than the model's maximum and truncate is false")
+        ids = prefix + body[:room] + suffix
+        items.append(Tokenized(ids, [0] * len(ids)))
+    return items
+
+
 class Qwen3Encoder(nn.Module):
     """Returns the last hidden state after the final norm, [total_tokens, hidden]."""
 
     position_offset = 0  # position ids start at 0
+    format_pairs = staticmethod(rerank_prompts)  # how its rerankers read a (query, document) pair
 
     def __init__(self, config: dict):
         super().__init__()

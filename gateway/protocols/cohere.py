@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, Response, post
 
-from engine import Engine
+from engine import EngineAPI
 
 from ..errors import ApiError, error_handler
 from ..openapi import INFERENCE, error_responses
@@ -89,7 +89,7 @@ class CohereController(Controller):
     exception_handlers = {Exception: error_handler(cohere_shape)}
 
     @post("/embed", status_code=200, summary="Cohere v2 embeddings", responses=errors(INFERENCE))
-    async def embed(self, request: Request, data: EmbedRequest, engine: Engine) -> Response:
+    async def embed(self, request: Request, data: EmbedRequest, engine: EngineAPI) -> Response:
         spec = note_model(request, engine, data.model)
         if data.images or data.inputs:
             raise ApiError(422, "invalid_request", "only `texts` are supported; images and mixed inputs are not")
@@ -119,7 +119,7 @@ class CohereController(Controller):
         return respond(request, body)
 
     @post("/rerank", status_code=200, summary="Cohere v2 rerank, sorted by relevance", responses=errors(INFERENCE))
-    async def rerank(self, request: Request, data: RerankRequest, engine: Engine) -> Response[RerankResponse]:
+    async def rerank(self, request: Request, data: RerankRequest, engine: EngineAPI) -> Response[RerankResponse]:
         spec = note_model(request, engine, data.model)
         documents = [_document_text(document, i) for i, document in enumerate(data.documents)]
         if data.top_n is not None and data.top_n < 1:

@@ -6,14 +6,14 @@ import time
 
 from litestar import Request
 
-from engine import Engine, ModelSpec
+from engine import EngineAPI, ModelSpec
 
 from ..errors import ApiError
 
 DEADLINE_HEADER = "x-shoal-deadline-ms"
 
 
-def note_model(request: Request, engine: Engine, model: str) -> ModelSpec:
+def note_model(request: Request, engine: EngineAPI, model: str) -> ModelSpec:
     """Resolve the model and remember it on the scope, for the request metrics' label."""
     spec = engine.resolve(model)
     request.scope["shoal.model"] = spec.name  # type: ignore[typeddict-unknown-key]

@@ -11,7 +11,7 @@ import msgspec
 import numpy as np
 from litestar import Controller, Request, Response, post
 
-from engine import Engine
+from engine import EngineAPI
 
 from ..errors import ApiError, error_handler
 from ..openapi import INFERENCE, error_responses
@@ -123,7 +123,7 @@ class JinaController(Controller):
     @post("/multi-vector", status_code=200, summary="Jina multi-vector (ColBERT) embeddings",
           responses=errors(INFERENCE))
     async def multi_vector(self, request: Request, data: MultiVectorRequest,
-                           engine: Engine) -> Response[MultiVectorResponse]:
+                           engine: EngineAPI) -> Response[MultiVectorResponse]:
         spec = note_model(request, engine, data.model)
         texts = _texts(data.input)
         if data.embedding_type != "float":
@@ -139,7 +139,7 @@ class JinaController(Controller):
         return respond(request, MultiVectorResponse("list", spec.name, data_objects, usage))
 
     @post("/rerank", status_code=200, summary="Jina rerank, sorted by relevance", responses=errors(INFERENCE))
-    async def rerank(self, request: Request, data: RerankRequest, engine: Engine) -> Response[RerankResponse]:
+    async def rerank(self, request: Request, data: RerankRequest, engine: EngineAPI) -> Response[RerankResponse]:
         spec = note_model(request, engine, data.model)
         query = _text(data.query, "query")
         documents = [_text(document, f"documents[{i}]") for i, document in enumerate(data.documents)]

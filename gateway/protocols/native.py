@@ -8,7 +8,7 @@ from typing import Literal
 import msgspec
 from litestar import Controller, Request, Response, get, post
 
-from engine import Engine
+from engine import EngineAPI
 
 from ..errors import ApiError, NativeError, error_handler, native_shape
 from ..openapi import INFERENCE, LISTING, LOAD, UNLOAD, error_responses
@@ -161,12 +161,12 @@ class ModelState(msgspec.Struct):
     state: str
 
 
-def model_list(engine: Engine, created: int) -> ModelList:
-    dtype = str(engine.dtype).removeprefix("torch.")
+def model_list(engine: EngineAPI, created: int) -> ModelList:
+    info = engine.info()
     return ModelList("list", [
         ModelEntry(id=m.name, object="model", created=created, owned_by="shoal", state=m.state, bytes=m.bytes,
-                   capabilities=list(m.capabilities), attention_backend=m.backend, dtype=dtype,
-                   device=str(engine.device), dimension=m.dimension, max_length=m.max_length, loads=m.loads,
+                   capabilities=list(m.capabilities), attention_backend=m.backend, dtype=info.dtype,
+                   device=info.device, dimension=m.dimension, max_length=m.max_length, loads=m.loads,
                    evictions=m.evictions, pinned=m.pinned, source=m.source, last_used=m.last_used, error=m.error)
         for m in engine.models()
     ])
@@ -178,7 +178,7 @@ class NativeController(Controller):
     exception_handlers = {Exception: error_handler(native_shape)}
 
     @post("/encode", status_code=200, summary="Embed texts: dense, sparse or multivector", responses=errors(INFERENCE))
-    async def encode(self, request: Request, data: EncodeRequest, engine: Engine) -> Response[EncodeResponse]:
+    async def encode(self, request: Request, data: EncodeRequest, engine: EngineAPI) -> Response[EncodeResponse]:
         spec = note_model(request, engine, data.model)
         result = await engine.encode(spec.name, data.inputs, input_type=data.input_type, output=data.output,
                                      dimensions=data.dimensions, normalize=data.normalize, truncate=data.truncate,
@@ -189,7 +189,7 @@ class NativeController(Controller):
 
     @post("/score", status_code=200, summary="Rank documents against a query (cross-encoders, ColBERT MaxSim)",
           responses=errors(INFERENCE))
-    async def score(self, request: Request, data: ScoreRequest, engine: Engine) -> Response[ScoreResponse]:
+    async def score(self, request: Request, data: ScoreRequest, engine: EngineAPI) -> Response[ScoreResponse]:
         spec = note_model(request, engine, data.model)
         result = await engine.score(spec.name, data.query, data.documents, raw_scores=data.raw_scores,
                                     truncate=data.truncate, deadline=deadline_from(request))
@@ -197,7 +197,7 @@ class NativeController(Controller):
         return respond(request, body)
 
     @post("/classify", status_code=200, summary="Label each input (sequence classifiers)", responses=errors(INFERENCE))
-    async def classify(self, request: Request, data: InputsRequest, engine: Engine) -> Response[ClassifyResponse]:
+    async def classify(self, request: Request, data: InputsRequest, engine: EngineAPI) -> Response[ClassifyResponse]:
         spec = note_model(request, engine, data.model)
         result = await engine.classify(spec.name, data.inputs, truncate=data.truncate, deadline=deadline_from(request))
         results = []
@@ -208,7 +208,7 @@ class NativeController(Controller):
 
     @post("/extract", status_code=200, summary="Entity spans in each input (token classifiers)",
           responses=errors(INFERENCE))
-    async def extract(self, request: Request, data: InputsRequest, engine: Engine) -> Response[ExtractResponse]:
+    async def extract(self, request: Request, data: InputsRequest, engine: EngineAPI) -> Response[ExtractResponse]:
         spec = note_model(request, engine, data.model)
         result = await engine.extract(spec.name, data.inputs, truncate=data.truncate, deadline=deadline_from(request))
         results = [Extraction([EntitySpan(e.label, e.text, e.start, e.end, e.score) for e in found])
@@ -216,17 +216,17 @@ class NativeController(Controller):
         return respond(request, ExtractResponse(spec.name, results, Usage(result.input_tokens)))
 
     @get("/models", summary="Models this server can serve, with their state", responses=errors(LISTING))
-    async def models(self, request: Request, engine: Engine, started_at: int) -> Response[ModelList]:
+    async def models(self, request: Request, engine: EngineAPI, started_at: int) -> Response[ModelList]:
         return respond(request, model_list(engine, started_at))
 
     @post("/models/{name:str}/load", status_code=200, summary="Load a model onto the device now",
-          responses=errors(LOAD))
-    async def load(self, request: Request, name: str, engine: Engine) -> Response[ModelState]:
+          responses=errors(LOAD), opt={"operator": True})
+    async def load(self, request: Request, name: str, engine: EngineAPI) -> Response[ModelState]:
         spec = note_model(request, engine, name)
         return respond(request, ModelState(spec.name, await engine.load(spec.name)))
 
     @post("/models/{name:str}/unload", status_code=200, summary="Release a model's device memory",
-          responses=errors(UNLOAD))
-    async def unload(self, request: Request, name: str, engine: Engine) -> Response[ModelState]:
+          responses=errors(UNLOAD), opt={"operator": True})
+    async def unload(self, request: Request, name: str, engine: EngineAPI) -> Response[ModelState]:
         spec = note_model(request, engine, name)
         return respond(request, ModelState(spec.name, await engine.unload(spec.name)))

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 
-from engine import Engine
+from engine import EngineAPI
 
 from ..errors import ApiError, error_handler
 from ..openapi import INFERENCE, LISTING, error_responses
@@ -101,7 +101,7 @@ class OllamaController(Controller):
     exception_handlers = {Exception: error_handler(ollama_shape)}
 
     @post("/embed", status_code=200, summary="Ollama embeddings", responses=errors(INFERENCE))
-    async def embed(self, request: Request, data: EmbedRequest, engine: Engine) -> Response[EmbedResponse]:
+    async def embed(self, request: Request, data: EmbedRequest, engine: EngineAPI) -> Response[EmbedResponse]:
         started = time.perf_counter_ns()
         spec = note_model(request, engine, data.model)
         result = await engine.encode(spec.name, _texts(data.input), dimensions=data.dimensions, truncate=data.truncate,
@@ -113,13 +113,13 @@ class OllamaController(Controller):
     @post("/embeddings", status_code=200, summary="Ollama's older single-prompt embeddings",
           responses=errors(INFERENCE))
     async def embeddings(self, request: Request, data: LegacyEmbeddingsRequest,
-                         engine: Engine) -> Response[LegacyEmbeddingsResponse]:
+                         engine: EngineAPI) -> Response[LegacyEmbeddingsResponse]:
         spec = note_model(request, engine, data.model)
         result = await engine.encode(spec.name, _texts(data.prompt), deadline=deadline_from(request))
         return respond(request, LegacyEmbeddingsResponse(result.embeddings[0].tolist()))
 
     @get("/tags", summary="Ollama's model list", responses=errors(LISTING))
-    async def list_models(self, request: Request, engine: Engine, started_at: int) -> Response[Tags]:
+    async def list_models(self, request: Request, engine: EngineAPI, started_at: int) -> Response[Tags]:
         modified = datetime.fromtimestamp(started_at, timezone.utc).isoformat()
         models = []
         for status in engine.models():

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import msgspec
 from litestar import Controller, Request, Response, post
 
-from engine import Engine
+from engine import EngineAPI
 
 from ..errors import ApiError, OpenAIError, error_handler, openai_shape
 from ..openapi import INFERENCE, error_responses
@@ -60,14 +60,14 @@ def texts_from(value: Any) -> list[str]:
     raise ApiError(422, "invalid_request_error", "'input' must be a non-empty string or a non-empty list of strings")
 
 
-def rate_limit_headers(engine: Engine, in_flight: int) -> dict[str, str]:
-    scheduler = engine.scheduler
+def rate_limit_headers(engine: EngineAPI, in_flight: int) -> dict[str, str]:
+    limit = engine.info().max_queue_tokens
     return {
         "x-ratelimit-limit-requests": str(REQUESTS_PER_WINDOW),
         "x-ratelimit-remaining-requests": str(max(0, REQUESTS_PER_WINDOW - in_flight)),
         "x-ratelimit-reset-requests": "1s",
-        "x-ratelimit-limit-tokens": str(scheduler.max_queue_tokens),
-        "x-ratelimit-remaining-tokens": str(max(0, scheduler.max_queue_tokens - scheduler.queued_tokens)),
+        "x-ratelimit-limit-tokens": str(limit),
+        "x-ratelimit-remaining-tokens": str(max(0, limit - engine.queued_tokens())),
         "x-ratelimit-reset-tokens": "1s",
     }
 
@@ -84,7 +84,7 @@ class OpenAIController(Controller):
     exception_handlers = {Exception: error_handler(openai_shape)}
 
     @post("/embeddings", status_code=200, summary="OpenAI-compatible embeddings", responses=errors(INFERENCE))
-    async def embeddings(self, request: Request, data: EmbeddingsRequest, engine: Engine) -> Response[EmbeddingsResponse]:
+    async def embeddings(self, request: Request, data: EmbeddingsRequest, engine: EngineAPI) -> Response[EmbeddingsResponse]:
         spec = note_model(request, engine, data.model)
         texts = texts_from(data.input)
         result = await engine.encode(spec.name, texts, dimensions=data.dimensions, deadline=deadline_from(request))

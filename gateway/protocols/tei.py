@@ -11,7 +11,7 @@ from typing import Any, Literal
 import msgspec
 from litestar import Controller, Request, Response, get, post
 
-from engine import Engine
+from engine import EngineAPI
 
 from .. import __version__
 from ..errors import ApiError, error_handler
@@ -34,7 +34,7 @@ class TEIError(msgspec.Struct):
 def tei_shape(error: ApiError) -> dict:
     if error.kind == "empty":
         error_type = "Empty"
-    elif error.kind in ("malformed_request", "not_found", "model_not_found", "unauthorized"):
+    elif error.kind in ("malformed_request", "not_found", "model_not_found", "unauthorized", "forbidden"):
         error_type = "Validation"
     else:
         error_type = ERROR_TYPES.get(error.status, "Backend")
@@ -134,7 +134,7 @@ class TEIController(Controller):
     exception_handlers = {Exception: error_handler(tei_shape)}
 
     @post("/embed", status_code=200, summary="TEI: dense embeddings, [[float]]", responses=errors(INFERENCE))
-    async def embed(self, request: Request, model: str, data: EmbedRequest, engine: Engine) -> Response:
+    async def embed(self, request: Request, model: str, data: EmbedRequest, engine: EngineAPI) -> Response:
         spec = note_model(request, engine, model)
         texts = _texts(data.inputs)
         result = await engine.encode(spec.name, texts, input_type=_input_type(spec, data.prompt_name),
@@ -145,7 +145,7 @@ class TEIController(Controller):
 
     @post("/embed_all", status_code=200, summary="TEI: token-level embeddings (ColBERT models)",
           responses=errors(INFERENCE))
-    async def embed_all(self, request: Request, model: str, data: EmbedRequest, engine: Engine) -> Response:
+    async def embed_all(self, request: Request, model: str, data: EmbedRequest, engine: EngineAPI) -> Response:
         spec = note_model(request, engine, model)
         texts = _texts(data.inputs)
         result = await engine.encode(spec.name, texts, input_type=_input_type(spec, data.prompt_name),
@@ -155,7 +155,7 @@ class TEIController(Controller):
 
     @post("/embed_sparse", status_code=200, summary="TEI: sparse embeddings, [[{index, value}]]",
           responses=errors(INFERENCE))
-    async def embed_sparse(self, request: Request, model: str, data: EmbedRequest, engine: Engine) -> Response:
+    async def embed_sparse(self, request: Request, model: str, data: EmbedRequest, engine: EngineAPI) -> Response:
         spec = note_model(request, engine, model)
         texts = _texts(data.inputs)
         result = await engine.encode(spec.name, texts, input_type=_input_type(spec, data.prompt_name),
@@ -167,7 +167,7 @@ class TEIController(Controller):
 
     @post("/rerank", status_code=200, summary="TEI: rerank texts against a query, sorted by score",
           responses=errors(INFERENCE))
-    async def rerank(self, request: Request, model: str, data: RerankRequest, engine: Engine) -> Response:
+    async def rerank(self, request: Request, model: str, data: RerankRequest, engine: EngineAPI) -> Response:
         spec = note_model(request, engine, model)
         if not data.texts:
             raise ApiError(400, "empty", "`texts` cannot be empty")
@@ -180,7 +180,7 @@ class TEIController(Controller):
 
     @post("/predict", status_code=200, summary="TEI: sequence classification, or pair scores for rerankers",
           responses=errors(INFERENCE))
-    async def predict(self, request: Request, model: str, data: PredictRequest, engine: Engine) -> Response:
+    async def predict(self, request: Request, model: str, data: PredictRequest, engine: EngineAPI) -> Response:
         spec = note_model(request, engine, model)
         batched, items = _predict_items(data.inputs)
         truncate = True if data.truncate is None else data.truncate
@@ -207,7 +207,7 @@ class TEIController(Controller):
         return respond(request, predictions if batched else predictions[0])
 
     @post("/tokenize", status_code=200, summary="TEI: the model's tokens for each input", responses=errors(INFERENCE))
-    async def tokenize(self, request: Request, model: str, data: TokenizeRequest, engine: Engine) -> Response:
+    async def tokenize(self, request: Request, model: str, data: TokenizeRequest, engine: EngineAPI) -> Response:
         spec = note_model(request, engine, model)
         texts = _texts(data.inputs)
         tokenized = await engine.tokenize(spec.name, texts, add_special_tokens=data.add_special_tokens)
@@ -216,8 +216,9 @@ class TEIController(Controller):
         return respond(request, body)
 
     @get("/info", summary="TEI: what this model is and the server's limits", responses=errors(MODEL_INFO))
-    async def info(self, request: Request, model: str, engine: Engine) -> Response:
+    async def info(self, request: Request, model: str, engine: EngineAPI) -> Response:
         spec = note_model(request, engine, model)
+        info = engine.info()
         if spec.task in ("score", "causal_rerank", "classify"):
             labels = spec.labels or ("LABEL_0",)
             kind = "classifier" if spec.task == "classify" else "reranker"
@@ -228,15 +229,15 @@ class TEIController(Controller):
         return respond(request, {
             "model_id": spec.source or spec.name,
             "model_sha": None,
-            "model_dtype": str(engine.dtype).removeprefix("torch."),
+            "model_dtype": info.dtype,
             "model_type": model_type,
             "max_concurrent_requests": 512,
             "max_input_length": spec.max_length,
-            "max_batch_tokens": engine.max_batch_tokens,
+            "max_batch_tokens": info.max_batch_tokens,
             "max_batch_requests": None,
-            "max_client_batch_size": engine.config.max_inputs_per_request,
+            "max_client_batch_size": info.max_inputs,
             "auto_truncate": True,
-            "tokenization_workers": engine.config.tokenizer_threads,
+            "tokenization_workers": info.tokenizer_threads,
             "version": __version__,
             "sha": None,
             "docker_label": None,

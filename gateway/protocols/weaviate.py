@@ -10,7 +10,7 @@ from functools import partial
 import msgspec
 from litestar import Controller, Request, Response, get, post
 
-from engine import Engine
+from engine import EngineAPI
 
 from ..errors import ApiError, error_handler
 from ..openapi import INFERENCE, MODEL_INFO, error_responses
@@ -110,25 +110,25 @@ class WeaviateController(Controller):
 
     @get("/.well-known/ready", status_code=204, summary="Readiness probe of a Weaviate inference container",
          responses=errors(MODEL_INFO + (503,)))
-    async def ready(self, request: Request, model: str, engine: Engine) -> None:
+    async def ready(self, request: Request, model: str, engine: EngineAPI) -> None:
         note_model(request, engine, model)
         if not engine.ready:
             raise ApiError(503, "not_ready", "the engine is not ready")
 
     @get("/.well-known/live", status_code=204, summary="Liveness probe of a Weaviate inference container",
          responses=errors(MODEL_INFO))
-    async def live(self, request: Request, model: str, engine: Engine) -> None:
+    async def live(self, request: Request, model: str, engine: EngineAPI) -> None:
         note_model(request, engine, model)
 
     @get("/meta", summary="The model's configuration, as the reference container reports it",
          responses=errors(MODEL_INFO))
-    async def meta(self, request: Request, model: str, engine: Engine) -> Response:
+    async def meta(self, request: Request, model: str, engine: EngineAPI) -> Response:
         spec = note_model(request, engine, model)
         return respond(request, {"model": spec.config, "model_path": spec.source or spec.name})
 
     @post(["/vectors", "/vectors/"], status_code=200, summary="text2vec-transformers: one text -> one vector",
           responses=errors(INFERENCE))
-    async def vectors(self, request: Request, model: str, data: VectorizeRequest, engine: Engine) -> Response:
+    async def vectors(self, request: Request, model: str, data: VectorizeRequest, engine: EngineAPI) -> Response:
         spec = note_model(request, engine, model)
         config = data.config or VectorizeConfig()
         input_type = _input_type(config)
@@ -149,7 +149,7 @@ class WeaviateController(Controller):
 
     @post("/rerank", status_code=200, summary="reranker-transformers: one score per document, in input order",
           responses=errors(INFERENCE))
-    async def rerank(self, request: Request, model: str, data: RerankRequest, engine: Engine) -> Response[RerankResponse]:
+    async def rerank(self, request: Request, model: str, data: RerankRequest, engine: EngineAPI) -> Response[RerankResponse]:
         spec = note_model(request, engine, model)
         result = await engine.score(spec.name, data.query, data.documents, deadline=deadline_from(request))
         scores = [DocumentScore(document, score) for document, score in zip(data.documents, result.scores)]

@@ -11,6 +11,7 @@ import pytest
 
 from engine import DeadlineExceeded, Engine, EngineConfig, EngineObserver, Overloaded
 from engine.scheduler import Job, Scheduler
+from engine.tasks import Head, Work
 from engine.tokenize import Tokenized
 from tests.texts import varied_texts
 
@@ -29,7 +30,7 @@ class Recorder(EngineObserver):
 
 def _job(lengths: list[int], loop) -> Job:
     items = [Tokenized(list(range(n)), [0] * n) for n in lengths]
-    return Job("m", "embed", items, loop.create_future(), lambda outputs: outputs)
+    return Job("m", Work(Head.POOLED), items, loop.create_future(), lambda outputs: outputs)
 
 
 async def test_batches_respect_the_token_budget_and_are_length_sorted():
@@ -138,11 +139,11 @@ async def test_out_of_memory_splits_the_batch_and_fails_only_what_cannot_fit(min
         served = engine.pool.entries[name].served
         real_embed, batch_sizes = served.embed, []
 
-        def embed_on_a_small_card(items):
+        def embed_on_a_small_card(items, pooling=None):
             batch_sizes.append(len(items))
             if sum(len(item.ids) for item in items) > 200:
                 raise torch.OutOfMemoryError("simulated: CUDA out of memory")
-            return real_embed(items)
+            return real_embed(items, pooling)
 
         monkeypatch.setattr(served, "embed", embed_on_a_small_card)
         recovered = await engine.encode(name, texts)

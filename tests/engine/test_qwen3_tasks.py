@@ -8,13 +8,17 @@ import numpy as np
 import torch
 
 from engine import spec_from_folder
-from engine.engine import DEFAULT_RERANK_INSTRUCTION, QWEN3_RERANK_PREFIX, QWEN3_RERANK_SUFFIX
 from tests.engine.heads_helpers import with_engine
 from tests.texts import varied_texts
 from tests.tiny import write_sentence_transformers_config
 from tests.tiny_rotary import tiny_qwen3
 
 TEXTS = varied_texts(24, seed=29)
+# Qwen3-Reranker's prompt as its model card writes it (the reference; not imported from Shoal)
+PREFIX = ("<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the "
+          "Instruct provided. Note that the answer can only be \"yes\" or \"no\".<|im_end|>\n<|im_start|>user\n")
+SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 
 
 async def test_qwen3_embedding_pipeline_matches_sentence_transformers(tmp_path):
@@ -40,12 +44,12 @@ async def test_qwen3_reranker_scores_match_transformers(tmp_path):
     model = Qwen3ForCausalLM.from_pretrained(str(folder)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     yes, no = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
-    prefix = tokenizer.encode(QWEN3_RERANK_PREFIX, add_special_tokens=False)
-    suffix = tokenizer.encode(QWEN3_RERANK_SUFFIX, add_special_tokens=False)
+    prefix = tokenizer.encode(PREFIX, add_special_tokens=False)
+    suffix = tokenizer.encode(SUFFIX, add_special_tokens=False)
     expected = []
     with torch.no_grad():
         for document in documents:
-            body = tokenizer.encode(f"<Instruct>: {DEFAULT_RERANK_INSTRUCTION}\n<Query>: {query}\n<Document>: {document}",
+            body = tokenizer.encode(f"<Instruct>: {INSTRUCTION}\n<Query>: {query}\n<Document>: {document}",
                                     add_special_tokens=False)
             ids = prefix + body[:spec.max_length - len(prefix) - len(suffix)] + suffix
             logits = model(input_ids=torch.tensor([ids])).logits[0, -1]

@@ -251,8 +251,8 @@ def _subclasses(kind: type) -> list[type]:
 
 
 def test_key_refusals_answer_as_documented(api_schema, minilm_spec):
-    """401 and 403 come from the bearer-key middleware before routing, in one body for every route; the schema
-    documents that body on every route that checks keys."""
+    """401 and 403 come from the bearer-key guard after routing, so each is in its route's own protocol shape;
+    the schema documents that body on every route that checks keys."""
     keys = GatewaySettings(api_keys=("inference-key",), admin_keys=("operator-key",))
     engine = Engine([minilm_spec], EngineConfig(device="cpu", dtype="float32"))
     with LiveServer(engine, keys) as keyed:

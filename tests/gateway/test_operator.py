@@ -113,3 +113,19 @@ def test_readyz_is_not_ready_while_no_configured_model_can_serve(tmp_path):
         assert "no configured model can serve" in message and "gone" in message and str(tmp_path) not in message
     finally:
         live.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize("path,body,shape", [
+    ("/v1/encode", {"model": "c", "inputs": TEXTS}, lambda b: b["error"]["type"] == "unauthorized"),
+    ("/v1/embeddings", {"model": "c", "input": TEXTS}, lambda b: b["error"]["type"] == "unauthorized"),
+    ("/tei/c/embed", {"inputs": TEXTS}, lambda b: set(b) == {"error", "error_type"}),
+    ("/weaviate/c/vectors", {"text": TEXTS[0]}, lambda b: set(b) == {"error"} and isinstance(b["error"], str)),
+    ("/v2/embed", {"model": "c", "texts": TEXTS}, lambda b: set(b) == {"message"}),
+    ("/v1/rerank", {"model": "c", "query": "q", "documents": TEXTS}, lambda b: set(b) == {"detail"}),
+    ("/api/embed", {"model": "c", "input": TEXTS}, lambda b: set(b) == {"error"} and isinstance(b["error"], str)),
+])
+def test_a_missing_key_is_refused_in_the_routes_own_error_shape(pinned_server, path, body, shape):
+    live, _ = pinned_server
+    response = _post(live, path, key=None, json=body)
+    assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+    assert shape(response.json()), response.text
