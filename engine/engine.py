@@ -25,14 +25,14 @@ from .colbert import ColbertTokenizer, maxsim
 from .device import resolve_device, resolve_dtype
 from .entities import entities
 from .errors import (DeadlineExceeded, EngineError, InputTooLarge, InvalidInput, ModelLoadError, NotReady,
-                     TooManyInputs, UnsupportedOutput, about_model)
+                     TooManyInputs, UnsupportedOutput, about_model, public_reason)
 from .fallback import BACKEND_NAME as FALLBACK_BACKEND
 from .fallback import FallbackModel
 from .models import find_architecture, native_family
 from .pool import ModelPool
 from .scheduler import Job, Scheduler
 from .served import ServedModel
-from .spec import INPUT_TYPES, POOLING_MODES, ModelSpec, spec_from_folder
+from .spec import INPUT_TYPES, POOLING_MODES, ModelSpec, folder_fingerprint, spec_from_folder
 from .tasks import TASKS, Head, Work, finish_dense, label_probabilities, largest_weights, pair_scores
 from .tokenize import TOKENIZE_MAX_CHARS, TextTokenizer, Token, Tokenized
 from .worker import DeviceWorker
@@ -341,7 +341,7 @@ class Engine:
         if entry.state != "resident" and entry.loading is None:
             self.pool.check_loadable(spec.name)  # fail fast: it failed recently, or can never fit
         if spec.problem and entry.state != "resident":
-            raise ModelLoadError(f"{about_model(spec.name, spec.problem)}; "
+            raise ModelLoadError(f"{entry.error or about_model(spec.name, 'its folder cannot be read')}; "
                                  f"fix its folder and POST /v1/models/{spec.name}/load")
         if capability not in spec.capabilities:
             raise UnsupportedOutput(f"model {spec.name!r} ({spec.task}) cannot give {capability!r}; "
@@ -362,7 +362,10 @@ class Engine:
             try:
                 cached = self._tokenizers[(spec.name, kind)] = (spec, build())
             except Exception as error:  # a missing or broken tokenizer.json fails this model only
-                raise ModelLoadError(f"model {spec.name!r}: cannot read its tokenizer: {error}") from error
+                reason = f"model {spec.name!r}: cannot read its tokenizer: {error}"
+                log.error("tokenizer unreadable", extra={"model": spec.name, "reason": reason})
+                self.pool.mark_failed(spec.name, public_reason(reason, spec.path))
+                raise ModelLoadError(public_reason(reason, spec.path)) from error
         return cached[1]
 
     async def _tokenize(self, function, *args):
@@ -383,9 +386,10 @@ class Engine:
         return await job.future
 
     def _load_model(self, spec: ModelSpec) -> ServedModel:
-        """The pool's loader (on the loader thread). A folder unreadable at start-up is read
-        again: it may have been fixed since; the served model carries the new spec."""
-        if spec.problem:
+        """The pool's loader (on the loader thread). A folder that was unreadable, or whose
+        files changed since its spec was read, is read again (fixed or replaced since); the
+        served model carries the new spec."""
+        if spec.problem or folder_fingerprint(spec.path) != spec.fingerprint:
             try:
                 spec = replace(spec_from_folder(spec.name, spec.path, spec.source), pin=spec.pin)
             except (EngineError, OSError, ValueError) as error:

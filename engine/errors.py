@@ -1,6 +1,19 @@
 """Engine errors. Each carries the HTTP-ish status the gateway maps it to, so adapters
 translate without a lookup table per protocol."""
 
+import re
+from pathlib import Path
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s'\"/:,;()]+/)*[^\s'\"/:,;()]*")
+
+
+def public_reason(reason: str, folder: Path | None) -> str:
+    """A model's failure as clients see it: files named relative to the model's folder, and
+    no other server path (the log keeps the full reason)."""
+    for path in {str(folder), str(folder.resolve())} if folder else ():
+        reason = reason.replace(path + "/", "").replace(path, "its folder")
+    return _ABSOLUTE_PATH.sub("<path>", reason)
+
 
 class EngineError(Exception):
     status = 500

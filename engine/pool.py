@@ -18,16 +18,16 @@ only changes which budget a parked model counts against."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
-import re
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Callable, Collection
 
-from .errors import Conflict, LoadTimeout, ModelLoadError, ModelNotFound, NoRoom
+from .errors import Conflict, LoadTimeout, ModelLoadError, ModelNotFound, NoRoom, public_reason
 from .served import ServedModel
-from .spec import ModelSpec
+from .spec import ModelSpec, folder_fingerprint
 from .sizes import format_size
 
 log = logging.getLogger("shoal.engine")
@@ -75,6 +75,7 @@ class ModelPool:
         names = [spec.name for spec in specs]
         if len(set(names)) != len(names):
             raise ValueError(f"model names must be unique: {names}")
+        self.element_size = element_size
         self.entries = {spec.name: PoolEntry(spec, footprint(spec, element_size)) for spec in specs}
         # a model may also be named by its source id (e.g. a hub id) in request bodies
         self.aliases = {spec.source: spec.name for spec in specs if spec.source and spec.source not in self.entries}
@@ -87,7 +88,7 @@ class ModelPool:
         for entry in self.entries.values():
             if entry.spec.problem:  # unreadable at start-up: failed now, retried after the cooldown
                 entry.state, entry.failed_at = "failed", time.monotonic()
-                entry.error = public_reason(entry.spec.problem, entry.spec)
+                entry.error = public_reason(entry.spec.problem, entry.spec.path)
             elif entry.bytes > budget:
                 entry.state, entry.permanent_failure = "failed", True
                 entry.error = (f"model {entry.spec.name!r} needs {format_size(entry.bytes)} but the memory budget "
@@ -222,7 +223,8 @@ class ModelPool:
         started = time.perf_counter()
         try:
             loop = asyncio.get_running_loop()
-            served = await loop.run_in_executor(self.executor, self._load_or_restore, entry, from_host, parked)
+            served, source = await loop.run_in_executor(self.executor, self._load_or_restore, entry, from_host,
+                                                        parked)
         except BaseException as error:
             entry.loading = None
             if isinstance(error, asyncio.CancelledError):  # the engine is stopping
@@ -232,29 +234,34 @@ class ModelPool:
             reason = error.message if isinstance(error, ModelLoadError) else f"{type(error).__name__}: {error}"
             log.error("model load failed", extra={"model": name, "reason": reason})
             entry.state, entry.failed_at, entry.served = "failed", time.monotonic(), None
-            entry.error = public_reason(reason, entry.spec)
+            entry.error = public_reason(reason, entry.spec.path)
             self.observer.model_load_failed(name)
             self._notify()
             raise ModelLoadError(entry.error) from error
         entry.served, entry.state, entry.error = served, "resident", None
-        entry.spec = served.spec  # a folder unreadable at start-up was read again by the load
-        # a folder unreadable at start-up had no size estimate: count what actually loaded
-        entry.bytes = max(entry.bytes, footprint_of_loaded(served))
+        entry.spec = served.spec  # a folder fixed or replaced since was read again by the load
+        # count what actually loaded (a folder unreadable at start-up had no size estimate)
+        entry.bytes = max(footprint(served.spec, self.element_size), footprint_of_loaded(served))
         entry.loads += 1
         entry.loading = None
         entry.last_used = time.time()
-        self.observer.model_loaded(name, time.perf_counter() - started, "host" if from_host else "disk")
+        self.observer.model_loaded(name, time.perf_counter() - started, source)
         self._notify()
         return served
 
-    def _load_or_restore(self, entry: PoolEntry, from_host: bool, parked: list[ServedModel]) -> ServedModel:
-        """Loader thread: park the evicted models' weights on the host, then load."""
+    def _load_or_restore(self, entry: PoolEntry, from_host: bool,
+                         parked: list[ServedModel]) -> tuple[ServedModel, str]:
+        """Loader thread: park the evicted models' weights on the host, then bring the model
+        back from the host tier, or from disk when its folder changed since (a replaced model
+        must not come back as the old one)."""
         for served in parked:
             served.to_host()
-        if from_host and entry.served is not None:
+        if from_host and entry.served is not None and folder_fingerprint(entry.spec.path) == entry.spec.fingerprint:
             entry.served.to_device()
-            return entry.served
-        return self._load(entry.spec)
+            return entry.served, "host"
+        served = self._load(entry.spec)
+        release_freed_memory()  # the weights of models dropped since: back to the OS, not kept in the heap
+        return served, "disk"
 
     def _victims(self, queued: Collection[str] = ()) -> list[PoolEntry]:
         """Evictable resident models, first to go first: idle ones before ones with queued
@@ -311,6 +318,16 @@ class ModelPool:
             served.to_host()
         self._notify()
 
+    def mark_failed(self, name: str, reason: str) -> None:
+        """A model found unusable outside a load (its tokenizer is gone): `failed` with the
+        reason, like a failed load, so /v1/models and /readyz tell the truth. A resident or
+        loading model keeps its state: its load decides."""
+        entry = self.entries[name]
+        if entry.state in ("resident", "loading"):
+            return
+        entry.state, entry.served, entry.failed_at, entry.error = "failed", None, time.monotonic(), reason
+        self._notify()
+
     def evict_idle(self, reason: str, keep: str | None = None) -> int:
         """Evict every unleased, unpinned resident model but `keep` (out-of-memory recovery)."""
         count = 0
@@ -323,12 +340,21 @@ class ModelPool:
         return count
 
 
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s'\"/:,;()]+/)*[^\s'\"/:,;()]*")
+def release_freed_memory() -> None:
+    """Give the C heap's free pages back to the OS (glibc's malloc_trim). Weights of evicted
+    and reloaded models are freed in pieces the allocator otherwise keeps: a server that swaps
+    models from disk for hours would grow by hundreds of MiB (benchmarks/soak.py measured it)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
-def public_reason(reason: str, spec: ModelSpec) -> str:
-    """A load failure as clients see it: files named relative to the model's folder, and
-    no other server path (the log keeps the full reason)."""
-    for folder in {str(spec.path), str(spec.path.resolve())} if spec.path else ():
-        reason = reason.replace(folder + "/", "").replace(folder, "its folder")
-    return _ABSOLUTE_PATH.sub("<path>", reason)
+def _glibc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018 - only glibc has it
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _glibc()

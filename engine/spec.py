@@ -77,6 +77,8 @@ class ModelSpec:
     colbert: ColbertSettings | None = None
     instruction: str = ""  # causal rerankers: the task instruction in the prompt
     problem: str | None = None  # why the folder could not be read; loading it fails with this
+    # the folder's files (name, size, mtime) when this spec was read: a load notices a replaced folder
+    fingerprint: tuple = field(default=(), compare=False, repr=False)
 
     @property
     def capabilities(self) -> tuple[str, ...]:
@@ -103,6 +105,18 @@ class ModelSpec:
             raise ValueError(f"model {self.name!r}: max_length must be at least 2")
         if self.task not in TASKS:
             raise ValueError(f"model {self.name!r}: task must be one of {tuple(TASKS)}, got {self.task!r}")
+
+
+def folder_fingerprint(folder: Path) -> tuple:
+    """(relative name, size, mtime) of every file in a model folder and its module folders
+    (sentence-transformers' 1_Pooling, 2_Dense, ...), following links (hub snapshots)."""
+    entries = []
+    for directory in [folder] + ([p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []):
+        for path in directory.iterdir():
+            if path.is_file():
+                stat = path.stat()
+                entries.append((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns))
+    return tuple(sorted(entries))
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -254,6 +268,7 @@ def spec_from_folder(name: str, folder: str | os.PathLike, source: str | None = 
     folder = Path(folder)
     if not (folder / "config.json").exists():
         raise ModelNotFound(f"model {name!r}: no config.json in {folder}")
+    fingerprint = folder_fingerprint(folder)
     config = read_json(folder / "config.json")
     weight_files = sorted(folder.glob("*.safetensors"))
     problem = None
@@ -291,6 +306,7 @@ def spec_from_folder(name: str, folder: str | os.PathLike, source: str | None = 
         dense_layers=dense_layers,
         colbert=colbert,
         problem=problem,
+        fingerprint=fingerprint,
     )
     spec.validate()
     return spec

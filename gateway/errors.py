@@ -12,6 +12,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from engine import EngineError, Overloaded
+from engine.errors import public_reason
 
 log = logging.getLogger("shoal.gateway")
 
@@ -28,8 +29,8 @@ def as_api_error(error: Exception) -> ApiError:
         return error
     if isinstance(error, Overloaded):
         return ApiError(429, error.kind, error.message, {"Retry-After": str(int(error.retry_after))})
-    if isinstance(error, EngineError):
-        return ApiError(error.status, error.kind, error.message)
+    if isinstance(error, EngineError):  # no server path reaches a client, whatever raised it
+        return ApiError(error.status, error.kind, public_reason(error.message, None))
     if isinstance(error, ValidationException):
         if _missing_body(error):
             return ApiError(400, "malformed_request", "the request body is empty; send a JSON object")

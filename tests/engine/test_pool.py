@@ -8,6 +8,7 @@ import asyncio
 import time
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -179,3 +180,55 @@ async def test_concurrent_requests_for_a_cold_model_share_one_load(specs):
     served = await asyncio.gather(*(pool.ensure("m0") for _ in range(10)))
     assert len({id(s) for s in served}) == 1
     assert events.loads == [("m0", "disk")]
+
+
+async def test_a_model_replaced_on_disk_comes_back_from_disk_not_from_the_host_tier(tmp_path):
+    """An operator replaces a served model's folder, then unloads it: the next request must
+    get the new model, not the old weights parked in the host tier."""
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+
+    from engine import Engine, EngineConfig
+    from tests.tiny import write_sentence_transformers_config
+
+    texts = ["the old model", "or the new one"]
+    folder = tiny_bert(tmp_path / "m", seed=1)
+    write_sentence_transformers_config(folder)
+    replacement = tiny_bert(tmp_path / "replacement", hidden=48, heads=4, seed=2)
+    write_sentence_transformers_config(replacement)
+    expected_new = SentenceTransformer(str(replacement), device="cpu").encode(texts, normalize_embeddings=True)
+    events = Events()
+    engine = Engine([spec_from_folder("m", folder)], EngineConfig(device="cpu", dtype="float32"), events)
+    await engine.start()
+    try:
+        old = await engine.encode("m", texts)
+        assert await engine.unload("m") == "host"
+        shutil.rmtree(folder)
+        shutil.copytree(replacement, folder)
+        new = await engine.encode("m", texts)
+    finally:
+        await engine.stop()
+    assert old.embeddings.shape == (2, 32)
+    np.testing.assert_allclose(new.embeddings, expected_new, atol=1e-5)
+    assert events.loads == [("m", "disk"), ("m", "disk")]
+
+
+async def test_a_folder_deleted_while_served_fails_its_model_visibly_and_names_no_path(tmp_path):
+    import shutil
+
+    from engine import Engine, EngineConfig
+
+    folder = tiny_bert(tmp_path / "gone", seed=3)
+    engine = Engine([spec_from_folder("gone", folder)], EngineConfig(device="cpu", dtype="float32"))
+    await engine.start()
+    try:
+        shutil.rmtree(folder)
+        with pytest.raises(ModelLoadError) as refused:
+            await engine.encode("gone", ["hello"])
+        status = engine.models()[0]
+    finally:
+        await engine.stop()
+    assert "'gone'" in refused.value.message and str(tmp_path) not in refused.value.message
+    assert status.state == "failed" and status.error and str(tmp_path) not in status.error
+    assert not engine.can_serve()
