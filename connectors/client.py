@@ -4,11 +4,12 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import email.utils
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import httpx
 import msgspec
@@ -72,6 +73,10 @@ def _encoding(body: dict) -> Encoding:
     return Encoding(body["model"], output, embeddings, body["usage"]["input_tokens"], labels)
 
 
+def _classifications(body: dict) -> list[list[tuple[str, float]]]:
+    return [[(label["label"], label["score"]) for label in r["labels"]] for r in body["results"]]
+
+
 def _ranking(body: dict) -> Ranking:
     return Ranking(body["model"], [(r["index"], r["score"]) for r in body["results"]], body["usage"]["input_tokens"])
 
@@ -92,7 +97,7 @@ def retry_after_seconds(response: httpx.Response, default: float) -> float:
         return default
 
 
-class _Base:
+class _Base(abc.ABC):
     def __init__(self, base_url: str = "http://127.0.0.1:8080", model: str | None = None, api_key: str | None = None,
                  timeout: float = 60.0, retries: int = 3, backoff: float = 0.5, max_wait: float = 30.0,
                  msgpack: bool = True):
@@ -147,6 +152,39 @@ class _Base:
         wait = retry_after_seconds(response, default) if response is not None else default
         return min(wait, self.max_wait)
 
+    def _prepare(self, body: Any) -> tuple[bytes | None, dict[str, str]]:
+        content, kind = self._content(body) if body is not None else (None, None)
+        headers = self._headers()
+        if kind:
+            headers["content-type"] = kind
+        return content, headers
+
+    # Each API call is built once, here. `_call` sends it: the sync client returns the parsed
+    # answer, the async client an awaitable of it (so `await shoal.encode(...)` there).
+    @abc.abstractmethod
+    def _call(self, method: str, path: str, body: Any, parse: Callable[[Any], Any]) -> Any: ...
+
+    def encode(self, inputs: Sequence[str], model: str | None = None, input_type: str = "document",
+               output: str = "dense", dimensions: int | None = None, normalize: bool | None = None,
+               truncate: bool = True, top_k: int | None = None, return_labels: bool = False) -> Encoding:
+        body = _encode_body(self._model(model), inputs, input_type, output, dimensions, normalize, truncate, top_k,
+                            return_labels)
+        return self._call("POST", "/v1/encode", body, _encoding)
+
+    def score(self, query: str, documents: Sequence[str], model: str | None = None,
+              top_n: int | None = None) -> Ranking:
+        body: dict[str, Any] = {"model": self._model(model), "query": query, "documents": list(documents)}
+        if top_n is not None:
+            body["top_n"] = top_n
+        return self._call("POST", "/v1/score", body, _ranking)
+
+    def classify(self, inputs: Sequence[str], model: str | None = None) -> list[list[tuple[str, float]]]:
+        body = {"model": self._model(model), "inputs": list(inputs)}
+        return self._call("POST", "/v1/classify", body, _classifications)
+
+    def models(self) -> list[dict]:
+        return self._call("GET", "/v1/models", None, lambda body: body["data"])
+
 
 class ShoalClient(_Base):
     """Synchronous client. `with ShoalClient(url, model="all-MiniLM-L6-v2") as shoal: shoal.embed([...])`."""
@@ -175,10 +213,7 @@ class ShoalClient(_Base):
         self.close()
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
-        content, kind = self._content(body) if body is not None else (None, None)
-        headers = self._headers()
-        if kind:
-            headers["content-type"] = kind
+        content, headers = self._prepare(body)
         attempt = 0
         while True:
             try:
@@ -194,34 +229,17 @@ class ShoalClient(_Base):
             time.sleep(wait)
             attempt += 1
 
-    def encode(self, inputs: Sequence[str], model: str | None = None, input_type: str = "document",
-               output: str = "dense", dimensions: int | None = None, normalize: bool | None = None,
-               truncate: bool = True, top_k: int | None = None, return_labels: bool = False) -> Encoding:
-        body = _encode_body(self._model(model), inputs, input_type, output, dimensions, normalize, truncate, top_k,
-                            return_labels)
-        return _encoding(self.request("POST", "/v1/encode", body))
+    def _call(self, method: str, path: str, body: Any, parse: Callable[[Any], Any]) -> Any:
+        return parse(self.request(method, path, body))
 
     def embed(self, inputs: Sequence[str], model: str | None = None, **options: Any) -> np.ndarray:
         """Dense vectors, float32 [n, d]."""
         return self.encode(inputs, model, output="dense", **options).embeddings
 
-    def score(self, query: str, documents: Sequence[str], model: str | None = None,
-              top_n: int | None = None) -> Ranking:
-        body: dict[str, Any] = {"model": self._model(model), "query": query, "documents": list(documents)}
-        if top_n is not None:
-            body["top_n"] = top_n
-        return _ranking(self.request("POST", "/v1/score", body))
-
-    def classify(self, inputs: Sequence[str], model: str | None = None) -> list[list[tuple[str, float]]]:
-        body = self.request("POST", "/v1/classify", {"model": self._model(model), "inputs": list(inputs)})
-        return [[(label["label"], label["score"]) for label in r["labels"]] for r in body["results"]]
-
-    def models(self) -> list[dict]:
-        return self.request("GET", "/v1/models")["data"]
-
 
 class AsyncShoalClient(_Base):
-    """Asynchronous client with the same methods as `ShoalClient`, awaited."""
+    """Asynchronous client with the same methods as `ShoalClient`, awaited:
+    `async with AsyncShoalClient(url, model=...) as shoal: await shoal.embed([...])`."""
 
     def __init__(self, base_url: str = "http://127.0.0.1:8080", *,
                  transport: httpx.AsyncBaseTransport | None = None, **options: Any):
@@ -247,10 +265,7 @@ class AsyncShoalClient(_Base):
         await self.aclose()
 
     async def request(self, method: str, path: str, body: Any = None) -> Any:
-        content, kind = self._content(body) if body is not None else (None, None)
-        headers = self._headers()
-        if kind:
-            headers["content-type"] = kind
+        content, headers = self._prepare(body)
         attempt = 0
         while True:
             try:
@@ -266,26 +281,9 @@ class AsyncShoalClient(_Base):
             await asyncio.sleep(wait)
             attempt += 1
 
-    async def encode(self, inputs: Sequence[str], model: str | None = None, input_type: str = "document",
-                     output: str = "dense", dimensions: int | None = None, normalize: bool | None = None,
-                     truncate: bool = True, top_k: int | None = None, return_labels: bool = False) -> Encoding:
-        body = _encode_body(self._model(model), inputs, input_type, output, dimensions, normalize, truncate, top_k,
-                            return_labels)
-        return _encoding(await self.request("POST", "/v1/encode", body))
+    async def _call(self, method: str, path: str, body: Any, parse: Callable[[Any], Any]) -> Any:
+        return parse(await self.request(method, path, body))
 
     async def embed(self, inputs: Sequence[str], model: str | None = None, **options: Any) -> np.ndarray:
+        """Dense vectors, float32 [n, d]."""
         return (await self.encode(inputs, model, output="dense", **options)).embeddings
-
-    async def score(self, query: str, documents: Sequence[str], model: str | None = None,
-                    top_n: int | None = None) -> Ranking:
-        body: dict[str, Any] = {"model": self._model(model), "query": query, "documents": list(documents)}
-        if top_n is not None:
-            body["top_n"] = top_n
-        return _ranking(await self.request("POST", "/v1/score", body))
-
-    async def classify(self, inputs: Sequence[str], model: str | None = None) -> list[list[tuple[str, float]]]:
-        body = await self.request("POST", "/v1/classify", {"model": self._model(model), "inputs": list(inputs)})
-        return [[(label["label"], label["score"]) for label in r["labels"]] for r in body["results"]]
-
-    async def models(self) -> list[dict]:
-        return (await self.request("GET", "/v1/models"))["data"]

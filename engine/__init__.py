@@ -5,12 +5,35 @@ Importing this package never imports torch: the gateway uses `engine.api` (types
 imported from `engine.engine` on first use. Beyond torch, the engine needs only
 safetensors, tokenizers, numpy and the standard library (transformers for the fallback)."""
 
-from .api import (Classified, Encoded, EngineAPI, EngineConfig, EngineObserver, Extracted, ModelStatus, PoolStats,
-                  Scored, ServerInfo)
+from .api import (
+    Classified,
+    Encoded,
+    EngineAPI,
+    EngineConfig,
+    EngineObserver,
+    Extracted,
+    ModelStatus,
+    PoolStats,
+    Scored,
+    ServerInfo,
+)
 from .catalog import DEFAULT_MODEL_NAME, default_model_spec, load_catalog, parse_model_argument, spec_from_reference
-from .errors import (Conflict, DeadlineExceeded, EngineError, InputTooLarge, InputTooLong, InvalidInput,
-                     LoadTimeout, ModelLoadError, ModelNotFound, NoRoom, NotReady, Overloaded, TooManyInputs,
-                     UnsupportedOutput)
+from .errors import (
+    Conflict,
+    DeadlineExceeded,
+    EngineError,
+    InputTooLarge,
+    InputTooLong,
+    InvalidInput,
+    LoadTimeout,
+    ModelLoadError,
+    ModelNotFound,
+    NoRoom,
+    NotReady,
+    Overloaded,
+    TooManyInputs,
+    UnsupportedOutput,
+)
 from .spec import ModelSpec, spec_from_folder
 
 __all__ = [

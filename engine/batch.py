@@ -1,4 +1,4 @@
-"""PackedBatch: the single currency between the scheduler and a model's forward pass.
+"""PackedBatch: the tensor form of a scheduler Batch, made inside the forward pass.
 
 All sequences are concatenated into one [total_tokens] tensor: no padding anywhere.
 `cu_seqlens` holds cumulative lengths (int32, starts at 0), as flash-attn expects."""

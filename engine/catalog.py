@@ -11,10 +11,11 @@ folders say.
 from __future__ import annotations
 
 import logging
-import tomllib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from .errors import ModelNotFound, about_model
 from .spec import ModelSpec, resolve_model_path, spec_from_folder, unreadable_spec

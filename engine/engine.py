@@ -18,14 +18,34 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .api import (OUTPUTS, Classified, Encoded, EngineConfig, EngineObserver, Extracted, ModelStatus, PoolStats,
-                  Scored, ServerInfo)
+from .api import (
+    OUTPUTS,
+    Classified,
+    Encoded,
+    EngineConfig,
+    EngineObserver,
+    Extracted,
+    ModelStatus,
+    PoolStats,
+    Scored,
+    ServerInfo,
+)
 from .attention import select_backend
 from .colbert import ColbertTokenizer, maxsim
 from .device import resolve_device, resolve_dtype
 from .entities import entities
-from .errors import (DeadlineExceeded, EngineError, InputTooLarge, InvalidInput, ModelLoadError, NotReady,
-                     TooManyInputs, UnsupportedOutput, about_model, public_reason)
+from .errors import (
+    DeadlineExceeded,
+    EngineError,
+    InputTooLarge,
+    InvalidInput,
+    ModelLoadError,
+    NotReady,
+    TooManyInputs,
+    UnsupportedOutput,
+    about_model,
+    public_reason,
+)
 from .fallback import BACKEND_NAME as FALLBACK_BACKEND
 from .fallback import FallbackModel
 from .models import find_architecture, native_family
@@ -195,7 +215,8 @@ class Engine:
         """Embed texts. dense: one vector each (Matryoshka `dimensions`, `normalize`, and
         `pooling` to override the model's own, e.g. for Weaviate's pooling_strategy);
         sparse: SPLADE (index, value) pairs, optionally the `top_k` largest, with
-        vocabulary `labels`; multivector: ColBERT token vectors (query or document)."""
+        vocabulary `labels`; multivector: ColBERT token vectors (query or document),
+        Matryoshka-truncated to `dimensions` and renormalised."""
         spec = self.resolve(model)
         self._check_inputs(texts)
         if input_type not in INPUT_TYPES:
@@ -203,10 +224,14 @@ class Engine:
         if output not in OUTPUTS:
             raise InvalidInput(f"output must be one of {OUTPUTS}, got {output!r}")
         self._require(spec, output)
+        if dimensions is not None and not (isinstance(dimensions, int) and 0 < dimensions <= spec.dimension):
+            raise InvalidInput(f"dimensions must be an integer from 1 to {spec.dimension} for model {spec.name!r}")
         texts = list(texts)
         if output == "multivector":
             items = await self._tokenize(self._colbert_tokenizer(spec).encode, texts, input_type == "query", truncate)
             vectors = await self._submit(spec, Work(Head.TOKEN_VECTORS), items, list, deadline)
+            if dimensions is not None:
+                vectors = [finish_dense(tokens, dimensions, normalize=True) for tokens in vectors]
             return Encoded(output, vectors, _tokens(items))
         if output == "sparse":
             if top_k is not None and not (isinstance(top_k, int) and top_k > 0):
@@ -220,8 +245,6 @@ class Engine:
                 tokenizer = self._text_tokenizer(spec)
                 labels = [[tokenizer.id_to_token(int(i)) for i in indices] for indices, _ in weights]
             return Encoded(output, weights, _tokens(items), labels)
-        if dimensions is not None and not (isinstance(dimensions, int) and 0 < dimensions <= spec.dimension):
-            raise InvalidInput(f"dimensions must be an integer from 1 to {spec.dimension} for model {spec.name!r}")
         if pooling is not None and pooling not in POOLING_MODES:
             raise InvalidInput(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
         items = await self._tokenize(self._text_tokenizer(spec).encode, _prompted(spec, texts, input_type), truncate)

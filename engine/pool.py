@@ -27,8 +27,8 @@ from typing import Any, Callable, Collection
 
 from .errors import Conflict, LoadTimeout, ModelLoadError, ModelNotFound, NoRoom, public_reason
 from .served import ServedModel
-from .spec import ModelSpec, folder_fingerprint
 from .sizes import format_size
+from .spec import ModelSpec, folder_fingerprint
 
 log = logging.getLogger("shoal.engine")
 

@@ -20,7 +20,6 @@ from .errors import error_handler, native_shape
 from .metrics import Metrics
 from .middleware import CancelOnDisconnect, CollapseSlashes, InFlight, RequestMetrics
 from .ops import OpsController
-from .state import Startup, provide_engine, provide_metrics, provide_started_at, provide_startup
 from .protocols.cohere import CohereController
 from .protocols.jina import JinaController
 from .protocols.native import NativeController
@@ -28,6 +27,7 @@ from .protocols.ollama import OllamaController
 from .protocols.openai import OpenAIController
 from .protocols.tei import TEIController
 from .protocols.weaviate import WeaviateController
+from .state import Startup, provide_engine, provide_metrics, provide_started_at, provide_startup
 from .wire import ShoalRequest
 
 log = logging.getLogger("shoal.gateway")

@@ -9,8 +9,15 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from engine import (EngineConfig, EngineError, ModelSpec, default_model_spec, load_catalog, parse_model_argument,
-                    spec_from_reference)
+from engine import (
+    EngineConfig,
+    EngineError,
+    ModelSpec,
+    default_model_spec,
+    load_catalog,
+    parse_model_argument,
+    spec_from_reference,
+)
 from engine.sizes import parse_size
 
 log = logging.getLogger("shoal.gateway")

@@ -9,7 +9,6 @@ import re
 import time
 from typing import Any
 
-
 from .metrics import Metrics
 
 _SLASHES = re.compile(r"/{2,}")

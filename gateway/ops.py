@@ -6,10 +6,10 @@ from litestar import Controller, Response, get
 
 from engine import EngineAPI
 
-from .state import Startup
 from .errors import NativeError, error_handler, native_shape
 from .metrics import Metrics
 from .openapi import error_responses
+from .state import Startup
 
 
 class OpsController(Controller):

@@ -12,8 +12,6 @@ from ..batch import PackedBatch
 from ..heads import ACTIVATIONS, HeadWeights
 from ..weights import pick_renamed, strip_prefix
 
-
-
 # BertLayer's parameters -> checkpoint names within one layer; q, k and v are fused.
 BERT_LAYER_NAMES = {
     "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",

@@ -4,7 +4,6 @@ CollapseSlashes middleware folds the double slash before routing."""
 
 from __future__ import annotations
 
-import base64
 import uuid
 from functools import partial
 from typing import Any
@@ -17,7 +16,7 @@ from engine import EngineAPI
 from ..errors import ApiError, error_handler
 from ..openapi import INFERENCE, error_responses
 from ..wire import respond
-from .common import deadline_from, note_model
+from .common import base64_floats, best_first, deadline_from, note_model, text_of
 
 INPUT_TYPES = {"search_document": "document", "search_query": "query", "classification": "document",
                "clustering": "document"}
@@ -75,14 +74,6 @@ def _meta(tokens: int) -> dict:
     return {"api_version": {"version": "2"}, "billed_units": {"input_tokens": tokens}}
 
 
-def _document_text(document: Any, position: int) -> str:
-    if isinstance(document, str):
-        return document
-    if isinstance(document, dict) and isinstance(document.get("text"), str):
-        return document["text"]
-    raise ApiError(422, "invalid_request", f"documents[{position}] must be a string or an object with a 'text' string")
-
-
 class CohereController(Controller):
     path = "/v2"
     tags = ["cohere"]
@@ -112,8 +103,7 @@ class CohereController(Controller):
             if kind == "float":
                 embeddings["float"] = result.embeddings.tolist()
             else:
-                embeddings["base64"] = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii")
-                                        for row in result.embeddings]
+                embeddings["base64"] = [base64_floats(row) for row in result.embeddings]
         body = {"id": str(uuid.uuid4()), "embeddings": embeddings, "texts": data.texts,
                 "meta": _meta(result.input_tokens), "response_type": "embeddings_by_type"}
         return respond(request, body)
@@ -121,12 +111,8 @@ class CohereController(Controller):
     @post("/rerank", status_code=200, summary="Cohere v2 rerank, sorted by relevance", responses=errors(INFERENCE))
     async def rerank(self, request: Request, data: RerankRequest, engine: EngineAPI) -> Response[RerankResponse]:
         spec = note_model(request, engine, data.model)
-        documents = [_document_text(document, i) for i, document in enumerate(data.documents)]
-        if data.top_n is not None and data.top_n < 1:
-            raise ApiError(422, "invalid_request", "top_n must be at least 1")
+        documents = [text_of(document, f"documents[{i}]") for i, document in enumerate(data.documents)]
+        best_first([], data.top_n)  # a bad top_n is refused before any work
         result = await engine.score(spec.name, data.query, documents, deadline=deadline_from(request))
-        order = sorted(range(len(documents)), key=lambda i: result.scores[i], reverse=True)
-        if data.top_n is not None:
-            order = order[:data.top_n]
-        results = [RerankResult(i, result.scores[i]) for i in order]
+        results = [RerankResult(i, result.scores[i]) for i in best_first(result.scores, data.top_n)]
         return respond(request, RerankResponse(str(uuid.uuid4()), results, _meta(result.input_tokens)))

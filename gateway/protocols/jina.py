@@ -8,7 +8,6 @@ from functools import partial
 from typing import Any
 
 import msgspec
-import numpy as np
 from litestar import Controller, Request, Response, post
 
 from engine import EngineAPI
@@ -16,7 +15,7 @@ from engine import EngineAPI
 from ..errors import ApiError, error_handler
 from ..openapi import INFERENCE, error_responses
 from ..wire import respond
-from .common import deadline_from, note_model
+from .common import best_first, deadline_from, note_model, text_of, texts_of
 
 # Jina's task / input_type names -> the engine's input types
 INPUT_TYPES = {"retrieval.query": "query", "query": "query", "retrieval.passage": "document",
@@ -89,32 +88,6 @@ class RerankResponse(msgspec.Struct):
     results: list[RerankResult]
 
 
-def _text(value: Any, where: str) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("text"), str):
-        return value["text"]
-    raise ApiError(422, "invalid_request", f"{where} must be a string or an object with a 'text' string")
-
-
-def _texts(value: Any) -> list[str]:
-    if isinstance(value, (str, dict)):
-        value = [value]
-    if not isinstance(value, list) or not value:
-        raise ApiError(422, "invalid_request", "`input` must be a non-empty list of strings")
-    return [_text(item, f"input[{i}]") for i, item in enumerate(value)]
-
-
-def _shorten(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
-    """Matryoshka truncation of token vectors, renormalised (Jina ColBERT models)."""
-    if dimensions is None or dimensions == vectors.shape[1]:
-        return vectors
-    if not 0 < dimensions <= vectors.shape[1]:
-        raise ApiError(422, "invalid_request", f"dimensions must be from 1 to {vectors.shape[1]}")
-    cut = vectors[:, :dimensions]
-    return cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
-
-
 class JinaController(Controller):
     path = "/v1"
     tags = ["jina"]
@@ -125,29 +98,26 @@ class JinaController(Controller):
     async def multi_vector(self, request: Request, data: MultiVectorRequest,
                            engine: EngineAPI) -> Response[MultiVectorResponse]:
         spec = note_model(request, engine, data.model)
-        texts = _texts(data.input)
+        texts = texts_of(data.input, "input", objects=True)
         if data.embedding_type != "float":
             raise ApiError(422, "invalid_request", "embedding_type must be 'float'")
         kind = data.input_type or data.task or "retrieval.passage"
         if kind not in INPUT_TYPES:
             raise ApiError(422, "invalid_request", f"input_type/task must be one of {sorted(INPUT_TYPES)}")
         result = await engine.encode(spec.name, texts, input_type=INPUT_TYPES[kind], output="multivector",
-                                     deadline=deadline_from(request))
-        data_objects = [MultiVectorObject("embeddings", i, _shorten(vectors, data.dimensions).tolist())
-                        for i, vectors in enumerate(result.embeddings)]
+                                     dimensions=data.dimensions, deadline=deadline_from(request))
+        data_objects = [MultiVectorObject("embeddings", i, vectors.tolist()) for i, vectors in enumerate(result.embeddings)]
         usage = Usage(result.input_tokens, result.input_tokens)
         return respond(request, MultiVectorResponse("list", spec.name, data_objects, usage))
 
     @post("/rerank", status_code=200, summary="Jina rerank, sorted by relevance", responses=errors(INFERENCE))
     async def rerank(self, request: Request, data: RerankRequest, engine: EngineAPI) -> Response[RerankResponse]:
         spec = note_model(request, engine, data.model)
-        query = _text(data.query, "query")
-        documents = [_text(document, f"documents[{i}]") for i, document in enumerate(data.documents)]
-        if data.top_n is not None and data.top_n < 1:
-            raise ApiError(422, "invalid_request", "top_n must be at least 1")
+        query = text_of(data.query, "query")
+        documents = [text_of(document, f"documents[{i}]") for i, document in enumerate(data.documents)]
+        best_first([], data.top_n)  # a bad top_n is refused before any work
         result = await engine.score(spec.name, query, documents, deadline=deadline_from(request))
-        order = sorted(range(len(documents)), key=lambda i: result.scores[i], reverse=True)[:data.top_n]
         results = [RerankResult(i, result.scores[i], RerankDocument(documents[i]) if data.return_documents else None)
-                   for i in order]
+                   for i in best_first(result.scores, data.top_n)]
         usage = Usage(result.input_tokens, result.input_tokens)
         return respond(request, RerankResponse(spec.name, usage, results))

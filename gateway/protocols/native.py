@@ -10,10 +10,10 @@ from litestar import Controller, Request, Response, get, post
 
 from engine import EngineAPI
 
-from ..errors import ApiError, NativeError, error_handler, native_shape
+from ..errors import NativeError, error_handler, native_shape
 from ..openapi import INFERENCE, LISTING, LOAD, UNLOAD, error_responses
 from ..wire import respond
-from .common import deadline_from, note_model
+from .common import best_first, deadline_from, note_model
 
 # `responses=` for this controller's routes: the statuses each can answer, in the native API's error body
 errors = partial(error_responses, NativeError, native_shape)
@@ -118,16 +118,6 @@ def embeddings_body(result) -> list:
     return result.embeddings.tolist()
 
 
-def ranked(scores: list[float], top_n: int | None) -> list[ScoredDocument]:
-    """Documents sorted by score, best first; `top_n` keeps the best n."""
-    order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
-    if top_n is not None:
-        if top_n < 1:
-            raise ApiError(422, "invalid_request", "top_n must be at least 1")
-        order = order[:top_n]
-    return [ScoredDocument(i, scores[i]) for i in order]
-
-
 class ModelEntry(msgspec.Struct):
     """OpenAI's model object, extended with Shoal's serving state."""
 
@@ -193,17 +183,16 @@ class NativeController(Controller):
         spec = note_model(request, engine, data.model)
         result = await engine.score(spec.name, data.query, data.documents, raw_scores=data.raw_scores,
                                     truncate=data.truncate, deadline=deadline_from(request))
-        body = ScoreResponse(spec.name, ranked(result.scores, data.top_n), Usage(result.input_tokens))
+        ranked = [ScoredDocument(i, result.scores[i]) for i in best_first(result.scores, data.top_n)]
+        body = ScoreResponse(spec.name, ranked, Usage(result.input_tokens))
         return respond(request, body)
 
     @post("/classify", status_code=200, summary="Label each input (sequence classifiers)", responses=errors(INFERENCE))
     async def classify(self, request: Request, data: InputsRequest, engine: EngineAPI) -> Response[ClassifyResponse]:
         spec = note_model(request, engine, data.model)
         result = await engine.classify(spec.name, data.inputs, truncate=data.truncate, deadline=deadline_from(request))
-        results = []
-        for row in result.probabilities:
-            order = sorted(range(len(row)), key=lambda i: row[i], reverse=True)
-            results.append(Classification([LabelScore(result.labels[i], float(row[i])) for i in order]))
+        results = [Classification([LabelScore(result.labels[i], float(row[i])) for i in best_first(row)])
+                   for row in result.probabilities]
         return respond(request, ClassifyResponse(spec.name, results, Usage(result.input_tokens)))
 
     @post("/extract", status_code=200, summary="Entity spans in each input (token classifiers)",

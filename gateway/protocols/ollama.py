@@ -16,7 +16,7 @@ from engine import EngineAPI
 from ..errors import ApiError, error_handler
 from ..openapi import INFERENCE, LISTING, error_responses
 from ..wire import respond
-from .common import deadline_from, note_model
+from .common import deadline_from, note_model, texts_of
 
 
 class OllamaError(msgspec.Struct):
@@ -83,14 +83,6 @@ class Tags(msgspec.Struct):
     models: list[TagModel]
 
 
-def _texts(value: Any) -> list[str]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise ApiError(422, "invalid_request", "`input` must be a string or a non-empty list of strings")
-    return value
-
-
 def _parameters(count: int) -> str:
     return f"{count / 1e9:.1f}B" if count >= 1e9 else f"{count / 1e6:.1f}M"
 
@@ -104,7 +96,7 @@ class OllamaController(Controller):
     async def embed(self, request: Request, data: EmbedRequest, engine: EngineAPI) -> Response[EmbedResponse]:
         started = time.perf_counter_ns()
         spec = note_model(request, engine, data.model)
-        result = await engine.encode(spec.name, _texts(data.input), dimensions=data.dimensions, truncate=data.truncate,
+        result = await engine.encode(spec.name, texts_of(data.input, "input"), dimensions=data.dimensions, truncate=data.truncate,
                                      deadline=deadline_from(request))
         body = EmbedResponse(spec.name, result.embeddings.tolist(), time.perf_counter_ns() - started, 0,
                              result.input_tokens)
@@ -115,7 +107,7 @@ class OllamaController(Controller):
     async def embeddings(self, request: Request, data: LegacyEmbeddingsRequest,
                          engine: EngineAPI) -> Response[LegacyEmbeddingsResponse]:
         spec = note_model(request, engine, data.model)
-        result = await engine.encode(spec.name, _texts(data.prompt), deadline=deadline_from(request))
+        result = await engine.encode(spec.name, texts_of(data.prompt, "prompt"), deadline=deadline_from(request))
         return respond(request, LegacyEmbeddingsResponse(result.embeddings[0].tolist()))
 
     @get("/tags", summary="Ollama's model list", responses=errors(LISTING))

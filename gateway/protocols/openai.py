@@ -3,7 +3,6 @@ that Weaviate's text2vec-openai module needs to send more than one object per re
 
 from __future__ import annotations
 
-import base64
 from functools import partial
 from typing import Any, Literal
 
@@ -15,7 +14,7 @@ from engine import EngineAPI
 from ..errors import ApiError, OpenAIError, error_handler, openai_shape
 from ..openapi import INFERENCE, error_responses
 from ..wire import respond
-from .common import deadline_from, note_model
+from .common import base64_floats, deadline_from, note_model, texts_of
 
 REQUESTS_PER_WINDOW = 10_000  # advertised request budget per reset window
 # `responses=` for this controller's routes: the statuses each can answer, in OpenAI's error body
@@ -49,15 +48,12 @@ class EmbeddingsResponse(msgspec.Struct):
 
 
 def texts_from(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return value
+    """OpenAI's `input`: strings; token-id arrays get a message saying why not."""
     if isinstance(value, list) and value and all(isinstance(v, (int, list)) for v in value):
-        raise ApiError(422, "invalid_request_error",
+        raise ApiError(422, "invalid_request",
                        "token-id input is not supported: this server tokenizes with each model's own tokenizer; "
                        "send strings")
-    raise ApiError(422, "invalid_request_error", "'input' must be a non-empty string or a non-empty list of strings")
+    return texts_of(value, "input")
 
 
 def rate_limit_headers(engine: EngineAPI, in_flight: int) -> dict[str, str]:
@@ -73,9 +69,7 @@ def rate_limit_headers(engine: EngineAPI, in_flight: int) -> dict[str, str]:
 
 
 def encode_vector(row, encoding_format: str) -> list[float] | str:
-    if encoding_format == "base64":
-        return base64.b64encode(row.astype("<f4").tobytes()).decode("ascii")
-    return row.tolist()
+    return base64_floats(row) if encoding_format == "base64" else row.tolist()
 
 
 class OpenAIController(Controller):

@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import ApiError, error_handler
 from ..openapi import INFERENCE, MODEL_INFO, error_responses
 from ..wire import respond
-from .common import deadline_from, note_model
+from .common import best_first, deadline_from, note_model, texts_of
 
 # TEI's error types, keyed by the status the gateway chose
 ERROR_TYPES = {400: "Empty", 413: "Validation", 422: "Validation", 429: "Overloaded", 503: "Unhealthy",
@@ -100,15 +100,9 @@ class SparseValue(msgspec.Struct):
 
 
 def _texts(inputs: Any) -> list[str]:
-    if isinstance(inputs, str):
-        inputs = [inputs]
-    if not isinstance(inputs, list):
-        raise ApiError(422, "invalid_request", "`inputs` must be a string or a list of strings")
-    if not inputs:
+    if inputs == []:  # TEI answers an empty batch with its own "Empty" error
         raise ApiError(400, "empty", "`inputs` cannot be empty")
-    if not all(isinstance(text, str) for text in inputs):
-        raise ApiError(422, "invalid_request", "`inputs` must be a string or a list of strings")
-    return inputs
+    return texts_of(inputs, "inputs")
 
 
 def _truncation(truncate: bool | None, direction: str) -> bool:
@@ -174,8 +168,8 @@ class TEIController(Controller):
         result = await engine.score(spec.name, data.query, data.texts, raw_scores=data.raw_scores,
                                     truncate=_truncation(data.truncate, data.truncation_direction),
                                     deadline=deadline_from(request))
-        order = sorted(range(len(data.texts)), key=lambda i: result.scores[i], reverse=True)
-        body = [Rank(i, result.scores[i], data.texts[i] if data.return_text else None) for i in order]
+        body = [Rank(i, result.scores[i], data.texts[i] if data.return_text else None)
+                for i in best_first(result.scores)]
         return respond(request, body)
 
     @post("/predict", status_code=200, summary="TEI: sequence classification, or pair scores for rerankers",
@@ -191,10 +185,8 @@ class TEIController(Controller):
                 raise ApiError(422, "invalid_request", "raw_scores is not supported for classifiers")
             result = await engine.classify(spec.name, [item[0] for item in items], truncate=truncate,
                                            deadline=deadline_from(request))
-            predictions = []
-            for row in result.probabilities:
-                order = sorted(range(len(row)), key=lambda i: row[i], reverse=True)
-                predictions.append([Prediction(float(row[i]), result.labels[i]) for i in order])
+            predictions = [[Prediction(float(row[i]), result.labels[i]) for i in best_first(row)]
+                           for row in result.probabilities]
         elif "score" in spec.capabilities:
             if any(len(item) != 2 for item in items):
                 raise ApiError(422, "invalid_request", f"model {spec.name!r} scores (text, text) pairs")
