@@ -19,6 +19,7 @@ from .attention import AttentionFn
 from .batch import PackedBatch
 from .errors import ModelLoadError
 from .heads import ACTIVATIONS, HeadWeights, TaskHead, pool, sparse_max_pool
+from .linear import can_prepack, prepack_linears
 from .models import find_architecture
 from .scheduler import Batch
 from .spec import DenseLayer, ModelSpec
@@ -91,6 +92,8 @@ class ServedModel:
                 module.to(device=device, dtype=dtype).eval()
                 if device.type == "cpu":
                     _own_memory(module)
+                if can_prepack(device, dtype):
+                    prepack_linears(module)
         log.info("model loaded", extra={"model": spec.name, "task": spec.task, "device": str(device),
                                         "dtype": str(dtype).removeprefix("torch."),
                                         "seconds": round(time.perf_counter() - started, 3)})
@@ -98,7 +101,8 @@ class ServedModel:
 
     @property
     def resident_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for m in self._modules() for p in m.parameters())
+        return sum(t.numel() * t.element_size() for m in self._modules()
+                   for t in (*m.parameters(), *m.buffers()))
 
     # ---- host tier -------------------------------------------------------------------
     def _modules(self) -> list[nn.Module]:

@@ -9,7 +9,8 @@ from torch import nn
 
 from ..attention import AttentionFn
 from ..batch import PackedBatch
-from ..heads import ACTIVATIONS, HeadWeights
+from ..heads import HeadWeights
+from ..linear import LinearAct
 from ..weights import pick_renamed, strip_prefix
 
 # BertLayer's parameters -> checkpoint names within one layer; q, k and v are fused.
@@ -38,17 +39,16 @@ class BertLayer(nn.Module):
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.attn_out = nn.Linear(hidden, hidden)
         self.attn_norm = nn.LayerNorm(hidden, eps=eps)
-        self.up = nn.Linear(hidden, intermediate)
+        self.up = LinearAct(hidden, intermediate, activation)
         self.down = nn.Linear(intermediate, hidden)
         self.mlp_norm = nn.LayerNorm(hidden, eps=eps)
-        self.act = ACTIVATIONS[activation]
 
     def forward(self, x: torch.Tensor, batch: PackedBatch, attention: AttentionFn) -> torch.Tensor:
         tokens, hidden = x.shape
         q, k, v = self.qkv(x).view(tokens, 3, self.heads, hidden // self.heads).unbind(1)
         context = attention(q, k, v, batch, False).reshape(tokens, hidden)
         x = self.attn_norm(x + self.attn_out(context))
-        return self.mlp_norm(x + self.down(self.act(self.up(x))))
+        return self.mlp_norm(x + self.down(self.up(x)))
 
 
 class BertEncoder(nn.Module):
