@@ -1,6 +1,8 @@
 """A small Python client for Shoal's native API, sync (`ShoalClient`) and async
 (`AsyncShoalClient`). JSON or msgpack on the wire; retries on 429 and 503 honouring
-`Retry-After`, and on connections that could not be made. No torch: httpx, msgspec, numpy."""
+`Retry-After`, and on connections that could not be made. Every request that names a model
+carries it in the `X-Shoal-Model` header too, which is what a router in front of a fleet
+(k8s/base/router) hashes on: it cannot read a msgpack body. No torch: httpx, msgspec, numpy."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import abc
 import asyncio
 import email.utils
 import time
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -16,6 +19,9 @@ import msgspec
 import numpy as np
 
 MSGPACK = "application/msgpack"
+# The routing key of Shoal's router: the model's name, percent-encoded (UTF-8) when it is not
+# plain ASCII; the router decodes it, so it hashes the same bytes as the body's "model".
+MODEL_HEADER = "x-shoal-model"
 RETRY_STATUSES = (429, 503)
 
 
@@ -97,6 +103,15 @@ def retry_after_seconds(response: httpx.Response, default: float) -> float:
         return default
 
 
+def model_header(body: Any) -> str | None:
+    """The `X-Shoal-Model` value for a request body: its "model", percent-encoded where it is
+    not a plain name (non-ASCII, spaces, `%`, `,`); None when the body names no model."""
+    model = body.get("model") if isinstance(body, dict) else None
+    if not isinstance(model, str) or not model:
+        return None
+    return urllib.parse.quote(model, safe="/:@")
+
+
 class _Base(abc.ABC):
     def __init__(self, base_url: str = "http://127.0.0.1:8080", model: str | None = None, api_key: str | None = None,
                  timeout: float = 60.0, retries: int = 3, backoff: float = 0.5, max_wait: float = 30.0,
@@ -157,6 +172,9 @@ class _Base(abc.ABC):
         headers = self._headers()
         if kind:
             headers["content-type"] = kind
+        header = model_header(body)
+        if header is not None:
+            headers[MODEL_HEADER] = header
         return content, headers
 
     # Each API call is built once, here. `_call` sends it: the sync client returns the parsed
