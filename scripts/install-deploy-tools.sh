@@ -75,3 +75,15 @@ else
     "$CHECKOV_VENV/bin/python" -m pip install -qq "checkov==$CHECKOV_VERSION"
 fi
 log "done"
+
+# --- haproxy (the router tier's load balancer), for tests/deploy/test_router.py ---
+# Debian bookworm ships HAProxy 2.6, the branch k8s/base/router/haproxy.cfg targets.
+# Only the binary is used: the tests run their own haproxy on loopback (the packaged
+# service is not started; there is no init system to start it in containers).
+if command -v haproxy >/dev/null; then
+    log "haproxy present: $(haproxy -v 2>&1 | head -n1)"
+else
+    log "installing haproxy (Debian package)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy
+fi

@@ -88,7 +88,9 @@ def crd_validator(api_version: str, kind: str):
 def test_custom_resources_match_their_crd_schemas(overlay):
     _, objects = overlay
     custom = [o for o in objects if (o["apiVersion"], o["kind"]) in CRD_SCHEMAS]
-    assert sorted(o["kind"] for o in custom) == ["PrometheusRule", "ScaledObject", "ServiceMonitor"]
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in custom) == [
+        ("PrometheusRule", "shoal"), ("ScaledObject", "shoal"), ("ServiceMonitor", "shoal"),
+        ("ServiceMonitor", "shoal-router")]
     for obj in custom:
         errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
                   for e in crd_validator(obj["apiVersion"], obj["kind"]).iter_errors(obj)]
@@ -102,7 +104,7 @@ def test_custom_resources_match_their_crd_schemas(overlay):
     ("PrometheusRule", ("spec", "groups", 0, "rules", 0), {"severity": "warning"}),
 ])
 def test_crd_schemas_reject_unknown_fields(rendered, kind, path, bad):
-    obj = copy.deepcopy(find(rendered["cpu"], kind))
+    obj = copy.deepcopy(find(rendered["cpu"], kind, "shoal"))
     node = obj
     for key in path:
         node = node[key]
@@ -194,7 +196,7 @@ def test_catalog_configmap_is_a_catalog_the_engine_loads(overlay, tmp_path):
 
 def test_gpu_overlay_asks_for_a_gpu_node(rendered):
     _, c = container(rendered["gpu"])
-    pod = find(rendered["gpu"], "Deployment")["spec"]["template"]["spec"]
+    pod = find(rendered["gpu"], "Deployment", "shoal")["spec"]["template"]["spec"]
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["nodeSelector"] == {"shoal.ai/pool": "gpu"}
     assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"} in pod["tolerations"]
@@ -246,25 +248,33 @@ def test_queries_filter_on_the_namespace_they_are_deployed_to(overlay):
     for where, query in all_queries(objects).items():
         for selector in re.findall(r"shoal_\w+\{([^}]*)\}", query):
             assert re.search(r'namespace="(shoal|\$namespace)"', selector), f"{where}: {query}"
-    sm = find(objects, "ServiceMonitor")
-    assert sm["spec"]["namespaceSelector"]["matchNames"] == [NAMESPACE]
+    for sm in (o for o in objects if o["kind"] == "ServiceMonitor"):
+        assert sm["spec"]["namespaceSelector"]["matchNames"] == [NAMESPACE]
 
 
 def test_monitoring_objects_carry_the_kube_prometheus_stack_release_label(overlay):
     _, objects = overlay
-    for kind in ("ServiceMonitor", "PrometheusRule"):
-        assert find(objects, kind)["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    for monitoring in (o for o in objects if o["kind"] in ("ServiceMonitor", "PrometheusRule")):
+        assert monitoring["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     dashboards = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
     assert len(dashboards) == 1
 
 
-def test_servicemonitor_selects_the_service_port(overlay):
+@pytest.mark.parametrize("monitor,service,pods", [("shoal", "shoal", "shoal"),
+                                                  ("shoal-router", "shoal-router", "shoal-router")])
+def test_servicemonitor_selects_the_service_port(overlay, monitor, service, pods):
+    """Each ServiceMonitor selects exactly one Service (two would scrape every pod twice),
+    a port of it, and that Service's pods are the Deployment's."""
     _, objects = overlay
-    sm, svc = find(objects, "ServiceMonitor"), find(objects, "Service")
-    labels = svc["metadata"]["labels"]
-    assert all(labels.get(k) == v for k, v in sm["spec"]["selector"]["matchLabels"].items())
+    sm = find(objects, "ServiceMonitor", monitor)
+    selected = [o for o in objects if o["kind"] == "Service" and
+                all(o["metadata"]["labels"].get(k) == v for k, v in sm["spec"]["selector"]["matchLabels"].items())]
+    assert [o["metadata"]["name"] for o in selected] == [service]
+    (svc,) = selected
     assert sm["spec"]["endpoints"][0]["port"] in {p["name"] for p in svc["spec"]["ports"]}
     assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
+    template = find(objects, "Deployment", pods)["spec"]["template"]["metadata"]["labels"]
+    assert all(template.get(k) == v for k, v in svc["spec"]["selector"].items())
 
 
 def test_dashboard_covers_the_asked_panels(overlay):

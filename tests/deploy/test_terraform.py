@@ -143,7 +143,7 @@ def test_gpu_node_group_scales_from_zero_with_taint_and_label(module):
     (local,) = module["locals"]
     assert "${local.gpu_labels}" == gpu["labels"]
     # the gpu overlay selects that label and tolerates that taint
-    pod = find(kustomize(K8S / "overlays" / "gpu"), "Deployment")["spec"]["template"]["spec"]
+    pod = find(kustomize(K8S / "overlays" / "gpu"), "Deployment", "shoal")["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == local["gpu_labels"]
     assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"} in pod["tolerations"]
     # the autoscaler's node template for scale-from-zero advertises the same taint
