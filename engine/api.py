@@ -89,6 +89,7 @@ class ModelStatus:
     last_used: float | None
     error: str | None
     pinned: bool
+    labels_at_request: bool = False  # zero-shot classifiers and GLiNER take their labels per request
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,9 @@ class EngineAPI(Protocol):
                     truncate: bool = True, deadline: float | None = None) -> Scored: ...
     async def score_pairs(self, model: str, pairs: Sequence[tuple[str, str]], raw_scores: bool = False,
                           truncate: bool = True, deadline: float | None = None) -> Scored: ...
-    async def classify(self, model: str, texts: Sequence[str], truncate: bool = True,
-                       deadline: float | None = None) -> Classified: ...
+    async def classify(self, model: str, texts: Sequence[str], truncate: bool = True, deadline: float | None = None,
+                       labels: Sequence[str] | None = None, multi_label: bool | None = None,
+                       hypothesis_template: str | None = None) -> Classified: ...
     async def extract(self, model: str, texts: Sequence[str], truncate: bool = True,
                       deadline: float | None = None) -> Extracted: ...
     async def tokenize(self, model: str, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[Token]]: ...

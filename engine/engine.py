@@ -53,7 +53,8 @@ from .pool import ModelPool
 from .scheduler import Job, Scheduler
 from .served import ServedModel
 from .spec import INPUT_TYPES, POOLING_MODES, ModelSpec, folder_fingerprint, spec_from_folder
-from .tasks import TASKS, Head, Work, finish_dense, label_probabilities, largest_weights, pair_scores
+from .tasks import (DEFAULT_HYPOTHESIS, TASKS, Head, Work, finish_dense, label_probabilities, largest_weights,
+                    pair_scores, zero_shot_probabilities)
 from .tokenize import TOKENIZE_MAX_CHARS, TextTokenizer, Token, Tokenized
 from .worker import DeviceWorker
 
@@ -171,7 +172,7 @@ class Engine:
                             capabilities=entry.spec.capabilities, backend=self.backend(entry.spec),
                             dimension=entry.spec.dimension, max_length=entry.spec.max_length, loads=entry.loads,
                             evictions=entry.evictions, last_used=entry.last_used, error=entry.error,
-                            pinned=entry.spec.pin)
+                            pinned=entry.spec.pin, labels_at_request=TASKS[entry.spec.task].labels_at_request)
                 for entry in self.pool.entries.values()]
 
     def backend(self, spec: ModelSpec) -> str:
@@ -310,15 +311,56 @@ class Engine:
         return Scored(scores, _tokens(query_items) + _tokens(document_items))
 
     @_counted
-    async def classify(self, model: str, texts: Sequence[str], truncate: bool = True,
-                       deadline: float | None = None) -> Classified:
-        """Label probabilities per input: softmax, or sigmoid per label for multi-label models."""
+    async def classify(self, model: str, texts: Sequence[str], truncate: bool = True, deadline: float | None = None,
+                       labels: Sequence[str] | None = None, multi_label: bool | None = None,
+                       hypothesis_template: str | None = None) -> Classified:
+        """Label probabilities per input. Fixed-label classifiers: softmax, or a sigmoid per
+        label for multi-label models, over the labels of their config. Zero-shot (NLI)
+        classifiers: over the `labels` given, each posed as `hypothesis_template` about the
+        text, scored as transformers' zero-shot-classification pipeline does. `texts` may
+        also be (text, text) pairs, classified over the model's own labels (an NLI model
+        judging a premise and a hypothesis, TEI's /predict with pairs)."""
         spec = self.resolve(model)
         self._require(spec, "classify")
+        if texts and all(isinstance(text, (list, tuple)) for text in texts):
+            return await self._classify_pairs(spec, texts, truncate, deadline)
         self._check_inputs(texts)
+        if TASKS[spec.task].labels_at_request:
+            return await self._zero_shot(spec, list(texts), labels, bool(multi_label), hypothesis_template, truncate,
+                                         deadline)
+        for name, value in (("labels", labels), ("multi_label", multi_label),
+                            ("hypothesis_template", hypothesis_template)):
+            if value is not None:
+                raise InvalidInput(f"model {spec.name!r} classifies into its own labels {list(spec.labels)}; "
+                                   f"{name} is for zero-shot models")
         items = await self._tokenize(self._text_tokenizer(spec).encode, list(texts), truncate)
         logits = await self._submit(spec, Work(Head.SEQUENCE_LOGITS), items, np.stack, deadline)
         return Classified(spec.labels, label_probabilities(logits, spec.multi_label), _tokens(items))
+
+    async def _classify_pairs(self, spec: ModelSpec, pairs: Sequence, truncate: bool,
+                              deadline: float | None) -> Classified:
+        if not all(len(pair) == 2 for pair in pairs):
+            raise InvalidInput("each pair must hold two texts")
+        self._check_inputs([text for pair in pairs for text in pair], limit=2 * self.config.max_inputs_per_request)
+        items = await self._tokenize(self._text_tokenizer(spec).encode, [tuple(pair) for pair in pairs], truncate)
+        logits = await self._submit(spec, Work(Head.SEQUENCE_LOGITS), items, np.stack, deadline)
+        return Classified(spec.labels, label_probabilities(logits, spec.multi_label), _tokens(items))
+
+    async def _zero_shot(self, spec: ModelSpec, texts: list[str], labels: Sequence[str] | None, multi_label: bool,
+                         template: str | None, truncate: bool, deadline: float | None) -> Classified:
+        labels = check_labels(labels, spec.name)
+        template = DEFAULT_HYPOTHESIS if template is None else template
+        if not isinstance(template, str) or template.format(labels[0]) == template:
+            raise InvalidInput("hypothesis_template must be a string with {} where the label goes, "
+                               f"like {DEFAULT_HYPOTHESIS!r}")
+        if len(texts) * len(labels) > self.config.max_inputs_per_request:
+            raise TooManyInputs(f"{len(texts)} inputs x {len(labels)} labels = {len(texts) * len(labels)} pairs; "
+                                f"the limit is {self.config.max_inputs_per_request}")
+        pairs = [(text, template.format(label)) for text in texts for label in labels]
+        items = await self._tokenize(self._text_tokenizer(spec).encode, pairs, truncate, False, True)
+        logits = await self._submit(spec, Work(Head.SEQUENCE_LOGITS), items, np.stack, deadline)
+        scores = zero_shot_probabilities(logits.reshape(len(texts), len(labels), -1), spec.labels, multi_label)
+        return Classified(tuple(labels), scores, _tokens(items))
 
     @_counted
     async def extract(self, model: str, texts: Sequence[str], truncate: bool = True,
@@ -435,6 +477,28 @@ def default_memory_budget(device: torch.device) -> int:
     except (OSError, StopIteration):
         available = 8 * 2**30
     return available // 2
+
+
+MAX_LABELS = 64  # candidate labels per request (each costs a pass over every input)
+MAX_LABEL_CHARS = 200
+
+
+def check_labels(labels: Sequence[str] | None, model: str) -> list[str]:
+    """Labels given at request time: 1 to MAX_LABELS distinct non-empty strings."""
+    if labels is None:
+        raise InvalidInput(f"model {model!r} classifies into labels you name: send `labels`")
+    if not isinstance(labels, (list, tuple)) or not labels:
+        raise InvalidInput("labels must be a non-empty list of strings")
+    if len(labels) > MAX_LABELS:
+        raise TooManyInputs(f"{len(labels)} labels in one request; the limit is {MAX_LABELS}")
+    for position, label in enumerate(labels):
+        if not isinstance(label, str) or not label.strip():
+            raise InvalidInput(f"label {position} must be a non-empty string")
+        if len(label) > MAX_LABEL_CHARS:
+            raise InvalidInput(f"label {position} has {len(label)} characters; the limit is {MAX_LABEL_CHARS}")
+    if len(set(labels)) != len(labels):
+        raise InvalidInput("labels must be distinct")
+    return list(labels)
 
 
 def _tokens(items: list[Tokenized]) -> int:

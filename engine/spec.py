@@ -256,7 +256,10 @@ def _task(architectures: tuple[str, ...], modules: dict[str, Path], colbert: Col
     if "SpladePooling" in modules or architecture.endswith("ForMaskedLM"):
         return "sparse"
     if architecture.endswith("ForSequenceClassification"):
-        return "score" if len(labels) == 1 else "classify"
+        if len(labels) == 1:
+            return "score"
+        # an NLI model (entailment among its labels) classifies into labels given per request
+        return "zero_shot" if any(label.lower().startswith("entail") for label in labels) else "classify"
     if architecture.endswith("ForTokenClassification"):
         return "extract"
     if architecture.endswith("ForCausalLM") and "Pooling" not in modules:

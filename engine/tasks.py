@@ -55,6 +55,8 @@ class Task:
     pair_logit: Callable[[np.ndarray], np.ndarray] | None = None
     # score: the model formats each pair itself (a chat template in its architecture file)
     prompted_pairs: bool = False
+    # the labels come with each request (zero-shot classifiers, GLiNER), not from the model's config
+    labels_at_request: bool = False
 
 
 TASKS = {task.name: task for task in (
@@ -67,6 +69,9 @@ TASKS = {task.name: task for task in (
     Task("causal_rerank", ("score",), "causal_lm", None,
          pair_logit=lambda logits: logits[:, 1] - logits[:, 0], prompted_pairs=True),
     Task("classify", ("classify",), "sequence_classification", "AutoModelForSequenceClassification"),
+    # NLI cross-encoders as zero-shot classifiers: each (text, hypothesis about a label) pair is scored
+    Task("zero_shot", ("classify",), "sequence_classification", "AutoModelForSequenceClassification",
+         labels_at_request=True),
     Task("extract", ("extract",), "token_classification", "AutoModelForTokenClassification"),
 )}
 
@@ -99,3 +104,24 @@ def pair_scores(task: Task, logits: np.ndarray, raw_scores: bool) -> list[float]
 def label_probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
     """Softmax over labels, or a sigmoid per label for multi-label classifiers."""
     return (sigmoid(logits) if multi_label else softmax(logits)).astype(np.float32)
+
+
+DEFAULT_HYPOTHESIS = "This example is {}."
+
+
+def entailment_index(labels: tuple[str, ...]) -> int:
+    """The NLI label that means "entailment" (-1, the last, when none says so), as
+    transformers' zero-shot-classification pipeline finds it."""
+    return next((i for i, label in enumerate(labels) if label.lower().startswith("entail")), -1)
+
+
+def zero_shot_probabilities(logits: np.ndarray, nli_labels: tuple[str, ...], multi_label: bool) -> np.ndarray:
+    """[texts, candidate labels, NLI logits] -> [texts, candidate labels], as the pipeline
+    does it: one label, or `multi_label`: per label, softmax of contradiction vs entailment;
+    otherwise a softmax of the entailment logits across the candidate labels."""
+    entailment = entailment_index(nli_labels)
+    if multi_label or logits.shape[1] == 1:
+        contradiction = -1 if entailment == 0 else 0
+        pair = logits[..., [contradiction, entailment]]
+        return softmax(pair)[..., 1].astype(np.float32)
+    return softmax(logits[..., entailment]).astype(np.float32)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from .errors import InputTooLarge, InputTooLong
+from .errors import InputTooLarge, InputTooLong, InvalidInput
 
 # /tokenize shows every token, untruncated, of inputs up to this many characters each.
 TOKENIZE_MAX_CHARS = 100_000
@@ -39,6 +39,9 @@ class TextTokenizer:
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length)
         self._plain = plain_copy(self._tokenizer)
+        # pairs whose second text must stay whole (zero-shot hypotheses): only the first is cut
+        self._first_only = plain_copy(self._tokenizer)
+        self._first_only.enable_truncation(max_length, strategy="only_first")
         self.cut = LengthGuard(self._plain, max_length)
 
     def id_to_token(self, token_id: int) -> str | None:
@@ -59,10 +62,16 @@ class TextTokenizer:
                 for i, piece, (start, stop), special in zip(encoding.ids, encoding.tokens, encoding.offsets,
                                                              encoding.special_tokens_mask)]
 
-    def encode(self, texts: list, truncate: bool = True, offsets: bool = False) -> list[Tokenized]:
-        """`texts` are strings, or (first, second) pairs for cross-encoders."""
+    def encode(self, texts: list, truncate: bool = True, offsets: bool = False,
+               first_only: bool = False) -> list[Tokenized]:
+        """`texts` are strings, or (first, second) pairs for cross-encoders; with `first_only`
+        a pair's truncation cuts the first text only (the pipeline's ONLY_FIRST)."""
         texts = [self.cut(t) if isinstance(t, str) else tuple(self.cut(part) for part in t) for t in texts]
-        encodings = self._tokenizer.encode_batch(texts)
+        tokenizer = self._first_only if first_only else self._tokenizer
+        try:
+            encodings = tokenizer.encode_batch(texts)
+        except Exception as error:  # only_first: the second text alone is longer than the model reads
+            raise InvalidInput(f"an input is too long for the model even with its first text cut: {error}") from None
         if not truncate:
             refuse_overflow(encodings, self.max_length)
         return [Tokenized(e.ids, e.type_ids, _spans(e) if offsets else None) for e in encodings]

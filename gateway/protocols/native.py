@@ -74,6 +74,15 @@ class InputsRequest(msgspec.Struct):
     truncate: bool = True
 
 
+class ClassifyRequest(msgspec.Struct):
+    model: str
+    inputs: list[str]
+    truncate: bool = True
+    labels: list[str] | None = None  # zero-shot models: the candidate labels
+    multi_label: bool | None = None  # zero-shot: score each label on its own instead of one softmax over them
+    hypothesis_template: str | None = None  # zero-shot: how a label is posed, "This example is {}." by default
+
+
 class LabelScore(msgspec.Struct):
     label: str
     score: float
@@ -136,6 +145,7 @@ class ModelEntry(msgspec.Struct):
     loads: int
     evictions: int
     pinned: bool
+    labels_at_request: bool  # takes its labels with each request (zero-shot classifiers, GLiNER)
     source: str | None = None
     last_used: float | None = None
     error: str | None = None
@@ -157,7 +167,7 @@ def model_list(engine: EngineAPI, created: int) -> ModelList:
         ModelEntry(id=m.name, object="model", created=created, owned_by="shoal", state=m.state, bytes=m.bytes,
                    capabilities=list(m.capabilities), attention_backend=m.backend, dtype=info.dtype,
                    device=info.device, dimension=m.dimension, max_length=m.max_length, loads=m.loads,
-                   evictions=m.evictions, pinned=m.pinned, source=m.source, last_used=m.last_used, error=m.error)
+                   evictions=m.evictions, pinned=m.pinned, labels_at_request=m.labels_at_request, source=m.source, last_used=m.last_used, error=m.error)
         for m in engine.models()
     ])
 
@@ -187,10 +197,13 @@ class NativeController(Controller):
         body = ScoreResponse(spec.name, ranked, Usage(result.input_tokens))
         return respond(request, body)
 
-    @post("/classify", status_code=200, summary="Label each input (sequence classifiers)", responses=errors(INFERENCE))
-    async def classify(self, request: Request, data: InputsRequest, engine: EngineAPI) -> Response[ClassifyResponse]:
+    @post("/classify", status_code=200, summary="Label each input (sequence classifiers; zero-shot with `labels`)",
+          responses=errors(INFERENCE))
+    async def classify(self, request: Request, data: ClassifyRequest, engine: EngineAPI) -> Response[ClassifyResponse]:
         spec = note_model(request, engine, data.model)
-        result = await engine.classify(spec.name, data.inputs, truncate=data.truncate, deadline=deadline_from(request))
+        result = await engine.classify(spec.name, data.inputs, truncate=data.truncate, deadline=deadline_from(request),
+                                       labels=data.labels, multi_label=data.multi_label,
+                                       hypothesis_template=data.hypothesis_template)
         results = [Classification([LabelScore(result.labels[i], float(row[i])) for i in best_first(row)])
                    for row in result.probabilities]
         return respond(request, ClassifyResponse(spec.name, results, Usage(result.input_tokens)))

@@ -178,13 +178,17 @@ class TEIController(Controller):
         spec = note_model(request, engine, model)
         batched, items = _predict_items(data.inputs)
         truncate = True if data.truncate is None else data.truncate
-        if spec.task == "classify":
-            if any(len(item) != 1 for item in items):
-                raise ApiError(422, "invalid_request", f"model {spec.name!r} classifies single texts, not pairs")
+        if "classify" in spec.capabilities:
             if data.raw_scores:
                 raise ApiError(422, "invalid_request", "raw_scores is not supported for classifiers")
-            result = await engine.classify(spec.name, [item[0] for item in items], truncate=truncate,
-                                           deadline=deadline_from(request))
+            if len({len(item) for item in items}) != 1:
+                raise ApiError(422, "invalid_request", "send all single texts or all pairs")
+            if spec.task == "zero_shot" and len(items[0]) == 1:  # TEI has no labels field: pairs only
+                raise ApiError(422, "invalid_request", f"model {spec.name!r} is a zero-shot (NLI) classifier: "
+                                                       "send (premise, hypothesis) pairs, or use /v1/classify "
+                                                       "with `labels`")
+            texts = [item[0] for item in items] if len(items[0]) == 1 else items
+            result = await engine.classify(spec.name, texts, truncate=truncate, deadline=deadline_from(request))
             predictions = [[Prediction(float(row[i]), result.labels[i]) for i in best_first(row)]
                            for row in result.probabilities]
         elif "score" in spec.capabilities:
@@ -211,9 +215,9 @@ class TEIController(Controller):
     async def info(self, request: Request, model: str, engine: EngineAPI) -> Response:
         spec = note_model(request, engine, model)
         info = engine.info()
-        if spec.task in ("score", "causal_rerank", "classify"):
+        if spec.task in ("score", "causal_rerank", "classify", "zero_shot"):
             labels = spec.labels or ("LABEL_0",)
-            kind = "classifier" if spec.task == "classify" else "reranker"
+            kind = "classifier" if "classify" in spec.capabilities else "reranker"
             model_type: dict = {kind: {"id2label": {str(i): label for i, label in enumerate(labels)},
                                        "label2id": {label: i for i, label in enumerate(labels)}}}
         else:

@@ -256,7 +256,7 @@ BAD = [
     ("POST", "/tei/rerank/rerank", {"query": "q", "texts": []}, 400, "tei"),
     ("POST", "/tei/rerank/rerank", {"query": "q"}, 422, "tei"),
     ("POST", "/tei/intent/predict", {"inputs": ["a", "b", "c"]}, 422, "tei"),
-    ("POST", "/tei/intent/predict", {"inputs": ["a", "b"]}, 422, "tei"),
+    ("POST", "/tei/intent/predict", {"inputs": [["a"], ["b", "c"]]}, 422, "tei"),  # texts and pairs mixed
     ("POST", "/tei/intent/predict", {"inputs": 3}, 422, "tei"),
     ("POST", f"/tei/{MODEL}/predict", {"inputs": "a"}, 422, "tei"),
     ("POST", f"/tei/{MODEL}/tokenize", {"inputs": []}, 400, "tei"),

@@ -1,0 +1,75 @@
+"""Models that take their labels at request time, over real HTTP: zero-shot classification
+on /v1/classify (against transformers' pipeline), its bad inputs, /v1/models saying which
+models take labels, and TEI's /predict with NLI pairs."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+
+from engine import Engine, EngineConfig, spec_from_folder
+from tests import zoo
+from tests.conftest import LiveServer
+from tests.engine.test_zero_shot import LABELS, TEXTS, nli_model, pipeline_scores
+
+
+@pytest.fixture(scope="module")
+def labels_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("labels")
+    nli = nli_model(root / "nli", "bert", "entailment-last")
+    intent, _ = zoo.classifier(root / "intent")
+    specs = [spec_from_folder("nli", nli), spec_from_folder("intent", intent)]
+    with LiveServer(Engine(specs, EngineConfig(device="cpu", dtype="float32"))) as live:
+        yield live, nli
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_zero_shot_classify_over_http_matches_the_pipeline(labels_server, multi_label):
+    live, folder = labels_server
+    response = httpx.post(live.url + "/v1/classify", json={"model": "nli", "inputs": TEXTS, "labels": LABELS,
+                                                           "multi_label": multi_label}, timeout=60)
+    assert response.status_code == 200, response.text
+    expected = pipeline_scores(folder, TEXTS, LABELS, multi_label)
+    for result, want in zip(response.json()["results"], expected):
+        got = {entry["label"]: entry["score"] for entry in result["labels"]}
+        np.testing.assert_allclose([got[label] for label in LABELS], want, atol=1e-5)
+        scores = [entry["score"] for entry in result["labels"]]
+        assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("body,status,fragment", [
+    ({"model": "nli", "inputs": ["text"]}, 422, "send `labels`"),
+    ({"model": "nli", "inputs": ["text"], "labels": ["a"], "hypothesis_template": "none"}, 422, "{}"),
+    ({"model": "nli", "inputs": ["text"], "labels": [f"l{i}" for i in range(65)]}, 413, "limit is 64"),
+    ({"model": "intent", "inputs": ["text"], "labels": ["a"]}, 422, "its own labels"),
+    ({"model": "nli", "inputs": ["text"], "labels": "billing"}, 422, "labels"),
+])
+def test_bad_label_requests_are_clear_4xx(labels_server, body, status, fragment):
+    live, _ = labels_server
+    response = httpx.post(live.url + "/v1/classify", json=body, timeout=60)
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["error"]["message"]
+
+
+def test_models_say_which_take_labels(labels_server):
+    live, _ = labels_server
+    models = {m["id"]: m for m in httpx.get(live.url + "/v1/models", timeout=10).json()["data"]}
+    assert models["nli"]["labels_at_request"] is True and models["nli"]["capabilities"] == ["classify"]
+    assert models["intent"]["labels_at_request"] is False
+
+
+def test_tei_predict_classifies_nli_pairs_and_asks_for_pairs(labels_server):
+    from transformers import pipeline
+
+    live, folder = labels_server
+    pairs = [["a cat sat on the mat", "an animal is sitting"], ["prices rose", "prices fell"]]
+    response = httpx.post(live.url + "/tei/nli/predict", json={"inputs": pairs}, timeout=60)
+    assert response.status_code == 200, response.text
+    classifier = pipeline("text-classification", model=str(folder), top_k=None, device="cpu")
+    for predictions, (premise, hypothesis) in zip(response.json(), pairs):
+        want = {r["label"]: r["score"] for r in classifier({"text": premise, "text_pair": hypothesis})}
+        for prediction in predictions:
+            assert prediction["score"] == pytest.approx(want[prediction["label"]], abs=1e-5)
+    single = httpx.post(live.url + "/tei/nli/predict", json={"inputs": "just a text"}, timeout=60)
+    assert single.status_code == 422 and "pairs" in single.json()["error"]
