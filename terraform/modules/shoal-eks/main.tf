@@ -1,21 +1,23 @@
-# An EKS cluster for Shoal: a CPU system node group, a GPU node group that
-# scales from 0, KEDA and kube-prometheus-stack from pinned charts, and Shoal
-# itself from the kustomize overlays in k8s/.
+# An EKS cluster for Shoal, AWS resources only: the control plane (private
+# endpoint, secrets encrypted with a KMS key), a CPU system node group, a GPU
+# node group that scales from 0, the IAM the nodes and the cluster autoscaler
+# need, and the autoscaling-group tags that let the autoscaler build a GPU
+# node from nothing. What runs inside the cluster (KEDA, Prometheus, the
+# device plugin, the autoscaler, Shoal) is modules/shoal-platform's job.
 
 locals {
-  manifests = coalesce(var.manifests_path, "${path.module}/../../../k8s")
-  tags      = merge(var.tags, { "shoal.ai/cluster" = var.cluster_name })
+  tags = merge(var.tags, { "shoal.ai/cluster" = var.cluster_name })
 
   # The GPU pool's node label and taint. k8s/overlays/gpu selects and tolerates
-  # exactly these; tests/deploy checks the two stay in step.
+  # exactly these (tests/deploy checks the two stay in step), and
+  # modules/shoal-platform puts the NVIDIA device plugin on the same nodes.
   gpu_labels = { "shoal.ai/pool" = "gpu" }
   gpu_taint  = { key = "nvidia.com/gpu", value = "present", effect = "NO_SCHEDULE" }
 
-  # The KEDA ScaledObject in k8s/base queries
-  # http://kube-prometheus-stack-prometheus.monitoring.svc:9090, so the
-  # release name and namespace are fixed, not variables.
-  prometheus_release   = "kube-prometheus-stack"
-  prometheus_namespace = "monitoring"
+  # Where the cluster autoscaler runs (modules/shoal-platform installs it
+  # there): its IAM role is bound to this service account alone.
+  autoscaler_namespace       = "kube-system"
+  autoscaler_service_account = "cluster-autoscaler"
 }
 
 data "aws_partition" "current" {}
@@ -61,6 +63,8 @@ resource "aws_eks_cluster" "this" {
   version  = var.kubernetes_version
   role_arn = aws_iam_role.cluster.arn
 
+  # The API server is reachable from inside the VPC; a public endpoint exists
+  # only when public_access_cidrs names who may use it.
   vpc_config {
     subnet_ids              = var.subnet_ids
     endpoint_private_access = true
@@ -68,6 +72,7 @@ resource "aws_eks_cluster" "this" {
     public_access_cidrs     = length(var.public_access_cidrs) > 0 ? var.public_access_cidrs : null
   }
 
+  # Kubernetes Secrets (the bearer keys among them) are envelope-encrypted.
   encryption_config {
     resources = ["secrets"]
     provider {
@@ -96,41 +101,6 @@ resource "aws_iam_role_policy_attachment" "node" {
   for_each   = toset(["AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"])
   role       = aws_iam_role.node.name
   policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/${each.value}"
-}
-
-# The cluster autoscaler runs on the nodes and resizes only this cluster's
-# node groups (matched by the tag EKS puts on their autoscaling groups).
-resource "aws_iam_role_policy" "cluster_autoscaler" {
-  name = "cluster-autoscaler"
-  role = aws_iam_role.node.id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Effect = "Allow"
-        Action = [
-          "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
-          "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities",
-          "autoscaling:DescribeTags", "ec2:DescribeImages", "ec2:DescribeInstanceTypes",
-          "ec2:DescribeLaunchTemplateVersions", "ec2:GetInstanceTypesFromInstanceRequirements",
-        ]
-        Resource = "*"
-      },
-      {
-        Effect   = "Allow"
-        Action   = ["eks:DescribeNodegroup"]
-        Resource = "arn:${data.aws_partition.current.partition}:eks:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:nodegroup/${var.cluster_name}/*/*"
-      },
-      {
-        Effect   = "Allow"
-        Action   = ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"]
-        Resource = "*"
-        Condition = {
-          StringEquals = { "aws:ResourceTag/eks:cluster-name" = var.cluster_name }
-        }
-      },
-    ]
-  })
 }
 
 resource "aws_eks_node_group" "system" {
@@ -164,7 +134,7 @@ resource "aws_eks_node_group" "gpu" {
   ami_type        = "AL2023_x86_64_NVIDIA"
   instance_types  = var.gpu_instance_types
   capacity_type   = var.gpu_capacity_type
-  disk_size       = 100
+  disk_size       = var.gpu_disk_size_gb
   labels          = local.gpu_labels
 
   # Only pods that tolerate the GPU taint (Shoal's gpu overlay, the device
@@ -197,7 +167,9 @@ resource "aws_eks_node_group" "gpu" {
 }
 
 # With no GPU node running, the cluster autoscaler learns what a new node
-# would offer (label, taint, GPU) from these autoscaling-group tags.
+# would offer (label, taint, GPU) from these autoscaling-group tags. (EKS tags
+# the group k8s.io/cluster-autoscaler/enabled and .../<cluster> itself, which
+# is what the autoscaler's auto-discovery matches.)
 resource "aws_autoscaling_group_tag" "gpu_node_template" {
   for_each = {
     "k8s.io/cluster-autoscaler/node-template/label/shoal.ai/pool"      = local.gpu_labels["shoal.ai/pool"]
@@ -213,109 +185,72 @@ resource "aws_autoscaling_group_tag" "gpu_node_template" {
   }
 }
 
-# --- cluster add-ons (pinned charts) ------------------------------------------
+# --- the cluster autoscaler's AWS permissions (EKS Pod Identity) -------------
+#
+# Bound to the autoscaler's service account alone, not to the node role: a pod
+# on a GPU node cannot resize node groups.
 
-resource "helm_release" "cluster_autoscaler" {
-  name       = "cluster-autoscaler"
-  namespace  = "kube-system"
-  repository = "https://kubernetes.github.io/autoscaler"
-  chart      = "cluster-autoscaler"
-  version    = var.cluster_autoscaler_chart_version
+resource "aws_eks_addon" "pod_identity_agent" {
+  cluster_name = aws_eks_cluster.this.name
+  addon_name   = "eks-pod-identity-agent"
+  tags         = local.tags
 
-  values = [yamlencode({
-    autoDiscovery = { clusterName = aws_eks_cluster.this.name }
-    awsRegion     = data.aws_region.current.name
-    extraArgs = {
-      "balance-similar-node-groups"   = true
-      "skip-nodes-with-local-storage" = false
-      "scale-down-unneeded-time"      = "10m"
-    }
-  })]
-
+  # A DaemonSet: it needs nodes to run on.
   depends_on = [aws_eks_node_group.system]
 }
 
-resource "helm_release" "nvidia_device_plugin" {
-  name             = "nvidia-device-plugin"
-  namespace        = "nvidia-device-plugin"
-  create_namespace = true
-  repository       = "https://nvidia.github.io/k8s-device-plugin"
-  chart            = "nvidia-device-plugin"
-  version          = var.nvidia_device_plugin_chart_version
-
-  values = [yamlencode({
-    nodeSelector = local.gpu_labels
-    tolerations  = [{ key = local.gpu_taint.key, operator = "Exists", effect = "NoSchedule" }]
-  })]
-
-  depends_on = [aws_eks_node_group.system]
+resource "aws_iam_role" "cluster_autoscaler" {
+  name = "${var.cluster_name}-cluster-autoscaler"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "pods.eks.amazonaws.com" }
+      Action    = ["sts:AssumeRole", "sts:TagSession"]
+    }]
+  })
+  tags = local.tags
 }
 
-resource "helm_release" "keda" {
-  name             = "keda"
-  namespace        = "keda"
-  create_namespace = true
-  repository       = "https://kedacore.github.io/charts"
-  chart            = "keda"
-  version          = var.keda_chart_version
-
-  depends_on = [aws_eks_node_group.system]
+# Resizes only this cluster's node groups (matched by the tag EKS puts on
+# their autoscaling groups).
+resource "aws_iam_role_policy" "cluster_autoscaler" {
+  name = "cluster-autoscaler"
+  role = aws_iam_role.cluster_autoscaler.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Effect = "Allow"
+        Action = [
+          "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+          "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities",
+          "autoscaling:DescribeTags", "ec2:DescribeImages", "ec2:DescribeInstanceTypes",
+          "ec2:DescribeLaunchTemplateVersions", "ec2:GetInstanceTypesFromInstanceRequirements",
+        ]
+        Resource = "*"
+      },
+      {
+        Effect   = "Allow"
+        Action   = ["eks:DescribeNodegroup"]
+        Resource = "arn:${data.aws_partition.current.partition}:eks:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:nodegroup/${var.cluster_name}/*/*"
+      },
+      {
+        Effect   = "Allow"
+        Action   = ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"]
+        Resource = "*"
+        Condition = {
+          StringEquals = { "aws:ResourceTag/eks:cluster-name" = var.cluster_name }
+        }
+      },
+    ]
+  })
 }
 
-resource "helm_release" "kube_prometheus_stack" {
-  name             = local.prometheus_release
-  namespace        = local.prometheus_namespace
-  create_namespace = true
-  repository       = "https://prometheus-community.github.io/helm-charts"
-  chart            = "kube-prometheus-stack"
-  version          = var.kube_prometheus_stack_chart_version
-
-  values = [yamlencode({
-    prometheus = {
-      prometheusSpec = {
-        # Pick up ServiceMonitors and PrometheusRules in every namespace,
-        # whatever their labels.
-        serviceMonitorSelectorNilUsesHelmValues = false
-        ruleSelectorNilUsesHelmValues           = false
-        retention                               = "15d"
-      }
-    }
-    grafana = {
-      sidecar = {
-        dashboards = { enabled = true, label = "grafana_dashboard", labelValue = "1", searchNamespace = "ALL",
-        folderAnnotation = "grafana_folder", provider = { foldersFromFilesStructure = true } }
-      }
-    }
-  })]
-
-  depends_on = [aws_eks_node_group.system]
-}
-
-# --- Shoal, from the kustomize overlay ------------------------------------------
-
-data "kustomization_build" "shoal" {
-  path = "${local.manifests}/overlays/${var.shoal_overlay}"
-}
-
-# Namespaces first, then everything else (the CRDs they use come from the
-# KEDA and kube-prometheus-stack releases).
-resource "kustomization_resource" "shoal_p0" {
-  for_each = data.kustomization_build.shoal.ids_prio[0]
-  manifest = data.kustomization_build.shoal.manifests[each.value]
-
-  depends_on = [helm_release.keda, helm_release.kube_prometheus_stack]
-}
-
-resource "kustomization_resource" "shoal_p1" {
-  for_each = data.kustomization_build.shoal.ids_prio[1]
-  manifest = data.kustomization_build.shoal.manifests[each.value]
-
-  depends_on = [kustomization_resource.shoal_p0, helm_release.nvidia_device_plugin, helm_release.cluster_autoscaler]
-}
-
-resource "kustomization_resource" "shoal_p2" {
-  for_each = data.kustomization_build.shoal.ids_prio[2]
-  manifest = data.kustomization_build.shoal.manifests[each.value]
-
-  depends_on = [kustomization_resource.shoal_p1]
+resource "aws_eks_pod_identity_association" "cluster_autoscaler" {
+  cluster_name    = aws_eks_cluster.this.name
+  namespace       = local.autoscaler_namespace
+  service_account = local.autoscaler_service_account
+  role_arn        = aws_iam_role.cluster_autoscaler.arn
+  tags            = local.tags
 }

@@ -9,13 +9,13 @@ variable "cluster_name" {
 }
 
 variable "kubernetes_version" {
-  description = "EKS Kubernetes minor version (the k8s manifests are validated against 1.32)."
+  description = "EKS Kubernetes minor version, 1.30 to 1.33 (the k8s manifests are validated against 1.32)."
   type        = string
   default     = "1.32"
 
   validation {
-    condition     = can(regex("^1\\.(3[0-9])$", var.kubernetes_version))
-    error_message = "kubernetes_version must be 1.30 or newer (the preStop sleep action needs 1.30)."
+    condition     = can(regex("^1\\.3[0-3]$", var.kubernetes_version))
+    error_message = "kubernetes_version must be a minor version from 1.30 to 1.33, such as \"1.32\" (the preStop sleep action needs 1.30)."
   }
 }
 
@@ -88,6 +88,17 @@ variable "gpu_max_nodes" {
   }
 }
 
+variable "gpu_disk_size_gb" {
+  description = "Root volume of each GPU node in GiB: the NVIDIA AMI, the Shoal image (CUDA torch) and the pods' model caches."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.gpu_disk_size_gb >= 50 && var.gpu_disk_size_gb <= 2000 && floor(var.gpu_disk_size_gb) == var.gpu_disk_size_gb
+    error_message = "gpu_disk_size_gb must be a whole number of GiB from 50 to 2000."
+  }
+}
+
 variable "gpu_capacity_type" {
   description = "ON_DEMAND or SPOT for the GPU node group."
   type        = string
@@ -99,69 +110,13 @@ variable "gpu_capacity_type" {
   }
 }
 
-variable "shoal_overlay" {
-  description = "Which kustomize overlay of k8s/ to deploy: gpu (the GPU node group) or cpu (system nodes only)."
-  type        = string
-  default     = "gpu"
-
-  validation {
-    condition     = contains(["gpu", "cpu"], var.shoal_overlay)
-    error_message = "shoal_overlay must be gpu or cpu."
-  }
-}
-
-variable "manifests_path" {
-  description = "Path to the k8s/ directory of the Shoal repository. Defaults to the copy beside this module."
-  type        = string
-  default     = null
-}
-
-variable "keda_chart_version" {
-  description = "Exact version of the kedacore/keda Helm chart."
-  type        = string
-  default     = "2.16.1"
-
-  validation {
-    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.keda_chart_version))
-    error_message = "keda_chart_version must be an exact version (x.y.z), not a range."
-  }
-}
-
-variable "kube_prometheus_stack_chart_version" {
-  description = "Exact version of the prometheus-community/kube-prometheus-stack Helm chart."
-  type        = string
-  default     = "66.3.1"
-
-  validation {
-    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.kube_prometheus_stack_chart_version))
-    error_message = "kube_prometheus_stack_chart_version must be an exact version (x.y.z), not a range."
-  }
-}
-
-variable "cluster_autoscaler_chart_version" {
-  description = "Exact version of the kubernetes/autoscaler cluster-autoscaler Helm chart (scales the GPU node group from 0)."
-  type        = string
-  default     = "9.43.2"
-
-  validation {
-    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.cluster_autoscaler_chart_version))
-    error_message = "cluster_autoscaler_chart_version must be an exact version (x.y.z), not a range."
-  }
-}
-
-variable "nvidia_device_plugin_chart_version" {
-  description = "Exact version of the NVIDIA k8s-device-plugin Helm chart (advertises nvidia.com/gpu on GPU nodes)."
-  type        = string
-  default     = "0.17.0"
-
-  validation {
-    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.nvidia_device_plugin_chart_version))
-    error_message = "nvidia_device_plugin_chart_version must be an exact version (x.y.z), not a range."
-  }
-}
-
 variable "tags" {
   description = "Tags added to every AWS resource."
   type        = map(string)
   default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.tags) : !startswith(lower(k), "aws:")])
+    error_message = "tags may not use the reserved aws: prefix."
+  }
 }
