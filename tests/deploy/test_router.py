@@ -161,6 +161,8 @@ def test_the_router_manifests_agree_with_the_config(shipped_config):
     grace = pod["terminationGracePeriodSeconds"]
     assert grace > container["lifecycle"]["preStop"]["sleep"]["seconds"] + _seconds(hard_stop[0])
 
+    (threads,) = _directive(shipped_config, "nbthread")
+    assert int(threads[0]) == int(container["resources"]["limits"]["cpu"])
     # buffer memory (maxconn x 2 buffers) fits under the memory limit
     (maxconn,) = _directive(shipped_config, "maxconn")
     (bufsize,) = _directive(shipped_config, "tune.bufsize")
