@@ -269,6 +269,8 @@ class Worker:
             except (OSError, ValueError, subprocess.TimeoutExpired):
                 self.process.kill()
                 self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            pipe.close()
 
 
 @dataclass
@@ -277,6 +279,7 @@ class InProcess:
     key: str
     fn: Callable[[int], dict]
     extra_pids: Callable[[], list[int]] = lambda: []
+    cleanup: Callable[[], None] = lambda: None
 
     def pids(self) -> list[int]:
         return [os.getpid(), *self.extra_pids()]
@@ -288,7 +291,7 @@ class InProcess:
         return result
 
     def close(self) -> None:
-        pass
+        self.cleanup()
 
 
 def _serve_worker() -> None:

