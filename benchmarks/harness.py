@@ -351,12 +351,14 @@ def stop_process(process: subprocess.Popen, timeout: float = 60.0) -> None:
 
 
 # ---- the run -------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser, rounds: int = 3, quiet_wait: float = 180.0,
+def add_arguments(parser: argparse.ArgumentParser, rounds: int | None = 3, quiet_wait: float = 180.0,
                   snapshot: bool = False) -> None:
+    """The options every benchmark shares; `rounds=None` for a benchmark without rounds."""
     group = parser.add_argument_group("harness")
     group.add_argument("--quick", action="store_true", help="smoke run; writes nothing unless --save")
     group.add_argument("--save", action="store_true", help="with --quick: write the results files anyway")
-    group.add_argument("--rounds", type=int, default=None, help=f"interleaved rounds (default {rounds}; 1 quick)")
+    if rounds:
+        group.add_argument("--rounds", type=int, default=None, help=f"interleaved rounds (default {rounds}; 1 quick)")
     group.add_argument("--threads", type=int, default=None, help="threads of every system (default: torch's own)")
     group.add_argument("--quiet-wait", type=float, default=None,
                        help=f"before each round, wait up to this many seconds for a quiet machine "
@@ -402,8 +404,9 @@ class Bench:
                  packages=PACKAGES):
         self.name, self.args, self.device = name, args, device
         defaults = args._harness_defaults
-        args.rounds = args.rounds or (1 if args.quick else defaults["rounds"])
-        args.quiet_wait = (0.0 if args.quick else defaults["quiet_wait"]) if args.quiet_wait is None else args.quiet_wait
+        args.rounds = getattr(args, "rounds", None) or (1 if args.quick else defaults["rounds"] or 1)
+        if args.quiet_wait is None:
+            args.quiet_wait = 0.0 if args.quick else defaults["quiet_wait"]
         args.threads = args.threads or default_threads()
         argv = list(sys.argv[1:] if argv is None else argv)
         self.facts = facts(shlex.join(["python", f"benchmarks/{name}.py", *argv]), packages)

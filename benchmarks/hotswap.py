@@ -584,7 +584,8 @@ def report(bench: harness.Bench, args, out: dict, rows: list[dict], found: list[
         "",
         *tables(rows, out["probe"]),
         "",
-        (f"`read_checkpoint` (safetensors `load_file`) maps the weight file: p50 {ms(rc['page_cache_p50'])} ms with the "
+        (f"`read_checkpoint` (safetensors `load_file`) maps the weight file: p50 {ms(rc['page_cache_p50'])} ms with "
+         "the "
          f"file in the page cache, {ms(rc['cold_file_p50'])} ms after dropping it; touching every page afterwards "
          f"takes p50 {ms(rc['page_in_page_cache_p50'])} ms from the page cache, {ms(rc['page_in_cold_file_p50'])} ms "
          "from a dropped file. On a CPU the host tier keeps the built model in RAM (`to_host`/`to_device` are no-ops), "

@@ -263,7 +263,8 @@ def rows_of(found: list[Runner], records: dict, outputs: dict, workloads: dict) 
     by_key = {row["key"]: row for row in rows}
     for row in rows:
         row["vs_peer"] = row["tokens_per_s"]["median"] / by_key[row["peer"]]["tokens_per_s"]["median"]
-        if not any(p["dtype"] == row["dtype"] for p in rows if p["workload"] == row["workload"] and p["kind"] == "peer"):
+        peers = [p for p in rows if p["workload"] == row["workload"] and p["kind"] == "peer"]
+        if not any(p["dtype"] == row["dtype"] for p in peers):
             row["peer_note"] = "no peer in this precision"
     return rows
 

@@ -368,11 +368,11 @@ def report(rows: list[dict], found: list[dict], real_tokens: int, corpus, bench:
         f"({real_tokens / len(corpus.texts):.1f} per text: after truncation, special tokens counted, no padding), "
         "the same count dividing every system's time. Every system in its own fresh process. " + bench.method_line(),
         "",
-        "Ratios: the row's median over the median of the best peer in the row's precision class (float32: ST fp32, ONNX fp32, OpenVINO "
-        "f32; low precision: ST bf16 and OpenVINO default when it reports bf16). Cores: CPU seconds of the system's "
-        "processes (worker, and server for HTTP) per wall second; others: cores used by every other process on the "
-        "machine meanwhile (max over rounds). Cosine: mean / min over every text and round against "
-        "sentence-transformers float32.",
+        "Ratios: the row's median over the median of the best peer in the row's precision class (float32: ST fp32, "
+        "ONNX fp32, OpenVINO f32; low precision: ST bf16 and OpenVINO default when it reports bf16). Cores: CPU "
+        "seconds of the system's processes (worker, and server for HTTP) per wall second; others: cores used by every "
+        "other process on the machine meanwhile (max over rounds). Cosine: mean / min over every text and round "
+        "against sentence-transformers float32.",
         "",
     ]
     cells = []
