@@ -62,3 +62,15 @@ variable "environment" {
     error_message = "environment must be dev, staging or prod."
   }
 }
+
+variable "api_keys" {
+  description = "Inference keys for the Secret shoal-keys (see modules/shoal-platform). Pass them through TF_VAR_api_keys or an untracked .tfvars file, never a committed one."
+  type        = list(string)
+  sensitive   = true
+}
+
+variable "admin_keys" {
+  description = "Operator keys (load and unload models) for the Secret shoal-keys. Pass them like api_keys."
+  type        = list(string)
+  sensitive   = true
+}

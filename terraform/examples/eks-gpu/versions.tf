@@ -1,7 +1,7 @@
 terraform {
-  required_version = ">= 1.6.0, < 2.0.0"
+  required_version = ">= 1.9.0, < 2.0.0"
 
-  # Exact versions for a reproducible deployment (the module accepts patch releases).
+  # Exact versions for a reproducible deployment (the modules accept patch releases).
   required_providers {
     aws = {
       source  = "hashicorp/aws"
