@@ -55,7 +55,7 @@ output "connection" {
 }
 
 output "kubeconfig" {
-  description = "A kubeconfig for the cluster that gets its token from `aws eks get-token` (holds no secret): terraform output -raw kubeconfig > shoal.kubeconfig."
+  description = "A kubeconfig for the cluster that gets its token from `aws eks get-token` (it holds no secret): terraform output -raw kubeconfig > shoal.kubeconfig."
   value = yamlencode({
     apiVersion      = "v1"
     kind            = "Config"
@@ -73,6 +73,8 @@ output "kubeconfig" {
       }
     }]
   })
+  # Known, like connection, once there are nodes to deploy onto.
+  depends_on = [aws_eks_node_group.system, aws_eks_addon.pod_identity_agent]
 }
 
 output "kubeconfig_command" {
