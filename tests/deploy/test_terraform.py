@@ -16,6 +16,7 @@ written): its helm and kustomization providers cannot be downloaded here."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import platform
@@ -271,22 +272,51 @@ def test_shoal_is_deployed_from_the_kustomize_overlays(platform_module):
 
 
 @pytest.mark.parametrize("overlay", ["gpu", "cpu"])
-def test_keys_secret_is_the_one_the_deployment_mounts(platform_module, overlay):
-    """The platform generates shoal-keys with the entries the pods read, in their
-    namespace; the overlays bring no Secret of their own to clash with it."""
+def test_keys_secret_is_the_one_the_deployment_mounts(platform_module, overlay, tmp_path):
+    """What the platform's kustomization_overlay builds, rebuilt with kubectl kustomize
+    (the kustomization provider cannot be installed here): the overlay plus the
+    generated shoal-keys, one key per line in each entry. The Deployment mounts that
+    Secret under its hashed name, in its namespace; the overlays bring no Secret of
+    their own to clash with it."""
     (generator,) = typed(platform_module, "data")[("kustomization_overlay", "shoal")]["secret_generator"]
-    local = local_values(platform_module)
-    name = resolve(generator["name"].replace("local.", "var."), {k: {"default": v} for k, v in local.items()})
-    namespace = resolve(generator["namespace"].replace("local.", "var."), {k: {"default": v} for k, v in local.items()})
-    entries = {literal.split("=", 1)[0] for literal in generator["literals"]}
+    local = {k: {"default": v} for k, v in local_values(platform_module).items()}
+    name = resolve(generator["name"].replace("local.", "var."), local)
+    namespace = resolve(generator["namespace"].replace("local.", "var."), local)
+    # Each literal is `<entry>=<the keys, one a line>`: evaluate that template here.
+    keys = {"api_keys": ["inference-key-0123456789abcdef", "second-key-0123456789abcdef"],
+            "admin_keys": ["operator-key-0123456789abcdef"]}
+    literals = {}
+    for literal in generator["literals"]:
+        match = re.fullmatch(r'([a-z-]+)=\$\{join\("\\n", var\.(\w+)\)\}\\n', literal)
+        assert match, f"unexpected literal template {literal!r}"
+        literals[match[1]] = "\n".join(keys[match[2]]) + "\n"
+    assert set(literals) == {"api-keys", "admin-keys"}
+    options = generator["options"][0]
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(K8S / "overlays" / overlay, tmp_path)],
+        "secretGenerator": [{"name": name, "namespace": namespace, "type": generator["type"],
+                             "literals": [f"{k}={v}" for k, v in literals.items()],
+                             "options": {"labels": options["labels"]}}],
+    }
+    (tmp_path / "kustomization.yaml").write_text(json.dumps(kustomization))
 
-    objects = kustomize(K8S / "overlays" / overlay)
-    assert not [o for o in objects if o["kind"] == "Secret"]
+    assert not [o for o in kustomize(K8S / "overlays" / overlay) if o["kind"] == "Secret"]
+    objects = kustomize(tmp_path)
+    secret = find(objects, "Secret")
+    assert secret["metadata"]["namespace"] == namespace and secret["metadata"]["name"].startswith(f"{name}-")
+    assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == literals
     deployment = find(objects, "Deployment", "shoal")
     assert deployment["metadata"]["namespace"] == namespace
     (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v]
-    assert volume["secret"]["secretName"] == name and volume["secret"].get("optional") is False
-    assert {item["key"] for item in volume["secret"]["items"]} == entries == {"api-keys", "admin-keys"}
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    assert volume["secret"].get("optional") is False
+    assert {item["key"] for item in volume["secret"]["items"]} == set(literals)
+    # the keys_secret_name output picks that name out of the overlay's IDs
+    pattern = outputs(platform_module)["keys_secret_name"]["value"]
+    assert "^_/Secret/${local.namespace}/${local.keys_secret}(-[a-z0-9]+)?$" in pattern
+    generated_id = f"_/Secret/{namespace}/{secret['metadata']['name']}"
+    assert re.fullmatch(f"_/Secret/{namespace}/{name}(-[a-z0-9]+)?", generated_id)
     for folder in (PLATFORM, EKS_EXAMPLE, EXISTING_EXAMPLE):
         declared = variables(parse(folder))
         for key in ("api_keys", "admin_keys"):
