@@ -113,9 +113,15 @@ def model_header(body: Any) -> str | None:
 
 
 class _Base(abc.ABC):
+    """Retries: a 429 or 503 (queue full, model loading, no replica up yet) and a connection
+    that could not be made are tried again after the server's Retry-After (else an
+    exponential backoff from `backoff`), each wait at most `max_wait`, until `retries` more
+    tries (None: no count) or `retry_seconds` in all have passed. Against a fleet that scales
+    from zero, set `retry_seconds` above its cold-start budget (README, "Scale from zero")."""
+
     def __init__(self, base_url: str = "http://127.0.0.1:8080", model: str | None = None, api_key: str | None = None,
-                 timeout: float = 60.0, retries: int = 3, backoff: float = 0.5, max_wait: float = 30.0,
-                 msgpack: bool = True):
+                 timeout: float = 60.0, retries: int | None = 3, backoff: float = 0.5, max_wait: float = 30.0,
+                 msgpack: bool = True, retry_seconds: float = 30.0):
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key = api_key
@@ -124,6 +130,7 @@ class _Base(abc.ABC):
         self.backoff = backoff
         self.max_wait = max_wait
         self.msgpack = msgpack
+        self.retry_seconds = retry_seconds
 
     def _headers(self) -> dict[str, str]:
         headers = {"accept": MSGPACK if self.msgpack else "application/json"}
@@ -159,13 +166,15 @@ class _Base(abc.ABC):
             kind, message = "http_error", response.text[:500]
         raise ShoalError(response.status_code, kind, message)
 
-    def _wait(self, attempt: int, response: httpx.Response | None) -> float | None:
+    def _wait(self, attempt: int, response: httpx.Response | None, started: float) -> float | None:
         """Seconds to wait before the next try, or None to stop retrying."""
-        if attempt >= self.retries:
+        if self.retries is not None and attempt >= self.retries:
             return None
         default = self.backoff * 2 ** attempt
-        wait = retry_after_seconds(response, default) if response is not None else default
-        return min(wait, self.max_wait)
+        wait = min(retry_after_seconds(response, default) if response is not None else default, self.max_wait)
+        if time.monotonic() + wait - started > self.retry_seconds:
+            return None
+        return wait
 
     def _prepare(self, body: Any) -> tuple[bytes | None, dict[str, str]]:
         content, kind = self._content(body) if body is not None else (None, None)
@@ -232,16 +241,16 @@ class ShoalClient(_Base):
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         content, headers = self._prepare(body)
-        attempt = 0
+        attempt, started = 0, time.monotonic()
         while True:
             try:
                 response = self.http.request(method, path, content=content, headers=headers)
             except (httpx.ConnectError, httpx.RemoteProtocolError):
-                wait = self._wait(attempt, None)
+                wait = self._wait(attempt, None, started)
                 if wait is None:
                     raise
             else:
-                wait = self._wait(attempt, response) if response.status_code in RETRY_STATUSES else None
+                wait = self._wait(attempt, response, started) if response.status_code in RETRY_STATUSES else None
                 if wait is None:
                     return self._result(response)
             time.sleep(wait)
@@ -284,16 +293,16 @@ class AsyncShoalClient(_Base):
 
     async def request(self, method: str, path: str, body: Any = None) -> Any:
         content, headers = self._prepare(body)
-        attempt = 0
+        attempt, started = 0, time.monotonic()
         while True:
             try:
                 response = await self.http.request(method, path, content=content, headers=headers)
             except (httpx.ConnectError, httpx.RemoteProtocolError):
-                wait = self._wait(attempt, None)
+                wait = self._wait(attempt, None, started)
                 if wait is None:
                     raise
             else:
-                wait = self._wait(attempt, response) if response.status_code in RETRY_STATUSES else None
+                wait = self._wait(attempt, response, started) if response.status_code in RETRY_STATUSES else None
                 if wait is None:
                     return self._result(response)
             await asyncio.sleep(wait)

@@ -3,7 +3,6 @@ and the live Prometheus tests."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -47,17 +46,20 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(timeout=10)
 
 
+def serve_command(port: int) -> list[str]:
+    """`shoal serve` with the default model on CPU, on a loopback port."""
+    shoal = VENV_BIN / "shoal"
+    command = [str(shoal)] if shoal.exists() else [sys.executable, "-m", "gateway.cli"]
+    return [*command, "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--drain-seconds", "5"]
+
+
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory):
     """`shoal serve` with the default model on CPU; yields its base URL."""
-    shoal = VENV_BIN / "shoal"
-    command = [str(shoal)] if shoal.exists() else [sys.executable, "-m", "gateway.cli"]
     port = free_port()
     log = tmp_path_factory.mktemp("gateway") / "gateway.log"
-    env = dict(os.environ, SHOAL_DEVICE="cpu", SHOAL_DRAIN_SECONDS="5")
     with open(log, "wb") as out:
-        process = subprocess.Popen([*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                   stdout=out, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(serve_command(port), stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ok(f"{url}/readyz", process, 120, log)

@@ -1,11 +1,16 @@
 """Every metric name that any PromQL in k8s/ uses (KEDA triggers, alerts,
-dashboard panels) is exported by the running gateway's /metrics."""
+dashboard panels) is exported: `shoal_*` by the running gateway's /metrics, `haproxy_*`
+by the router tier's HAProxy (its built-in exporter, on the shipped config)."""
 
 from __future__ import annotations
+
+import time
 
 import httpx
 import pytest
 
+from .conftest import free_port
+from .test_router import Router, shipped_config  # noqa: F401 - the fixture is used by name
 from .tools import K8S, OVERLAYS, all_queries, exported_metric_names, kustomize, metric_names
 
 
@@ -24,9 +29,24 @@ def test_metric_name_extraction():
     assert metric_names('sum(up{job="x"}) / on (pod) group_left kube_pod_info') == {"up", "kube_pod_info"}
 
 
-def test_every_promql_metric_is_exported(gateway, queries):
+@pytest.fixture(scope="module")
+def router_exported(shipped_config, tmp_path_factory):  # noqa: F811
+    router = Router(shipped_config, [free_port()], tmp_path_factory.mktemp("router-metrics"))
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                return exported_metric_names(router.metrics())
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the router's exporter did not answer"
+                time.sleep(0.1)
+    finally:
+        router.close()
+
+
+def test_every_promql_metric_is_exported(gateway, router_exported, queries):
     exposition = httpx.get(f"{gateway}/metrics", timeout=10).text
-    exported = exported_metric_names(exposition)
+    exported = exported_metric_names(exposition) | router_exported
     assert "shoal_queue_depth" in exported and "shoal_request_duration_seconds_bucket" in exported
     used = {}
     for where, query in queries.items():
@@ -35,5 +55,5 @@ def test_every_promql_metric_is_exported(gateway, queries):
         for name in names:
             used.setdefault(name, []).append(where)
     unknown = {name: places[:3] for name, places in used.items() if name not in exported}
-    assert not unknown, f"metrics used in k8s/ but not exported by the gateway: {unknown}"
+    assert not unknown, f"metrics used in k8s/ but exported by neither the gateway nor the router: {unknown}"
     assert len(queries) >= 20
