@@ -530,9 +530,8 @@ def bar_chart(path: Path, title: str, bars: list[dict], xlabel: str, note: str =
     ax.set_yticks(range(len(bars)), [b["label"] for b in reversed(bars)], fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
-    ax.legend(unique.values(), unique.keys(), fontsize=8, loc="lower right")
+    handles = dict(zip(*reversed(ax.get_legend_handles_labels())))
+    ax.legend([handles[g] for g in groups], groups, fontsize=8, loc="lower right")
     ax.set_xlim(0, max(b["spread"]["max"] for b in bars) * 1.18)
     if note:
         fig.text(0.01, 0.01, note, fontsize=7, color="dimgray")

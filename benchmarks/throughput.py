@@ -356,7 +356,7 @@ def checks(rows: list[dict]) -> list[dict]:
             what += f", min cosine >= {MIN_COSINE}"
             cosine = row.get("cosine_min")
             met = met and cosine is not None and cosine >= MIN_COSINE
-        found.append({"check": what, "ratio": None if got is None else round(got, 3), "against": peer_key,
+        found.append({"check": what, "ratio": got, "against": peer_key,
                       "cosine_min": cosine, "met": met})
     return found
 
