@@ -1,5 +1,6 @@
 # Two set-up commands, both idempotent:
 #   make serve   installs what is needed and serves the embedded default model on 127.0.0.1:8080
+#                (options: make serve ARGS="--port 8081 --model NAME=FOLDER"; the CLI is .venv/bin/shoal)
 #   make test    installs what is needed (test tools included) and runs the whole test suite
 VENV   ?= .venv
 PYTHON ?= python3
@@ -32,8 +33,9 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed scripts/install-deploy
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# Options go through ARGS: make serve ARGS="--port 8081 --model rerank=/models/bge-reranker-base"
 serve: install
-	$(BIN)/shoal serve
+	$(BIN)/shoal serve $(ARGS)
 
 test: install-dev
 	$(BIN)/python -m pytest -q

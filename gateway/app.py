@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 
 from engine import EngineAPI, EngineError
 
 from . import __version__
 from .auth import Keys, require_key
+from .docs import docs_assets, openapi_config
 from .errors import error_handler, native_shape
 from .metrics import Metrics
 from .middleware import CancelOnDisconnect, CollapseSlashes, InFlight, RequestMetrics
@@ -77,7 +77,7 @@ def create_app(engine: EngineAPI, settings: GatewaySettings = GatewaySettings())
 
     app = Litestar(
         route_handlers=[NativeController, OpenAIController, OpsController, JinaController, CohereController,
-                        OllamaController, TEIController, WeaviateController],
+                        OllamaController, TEIController, WeaviateController, docs_assets()],
         dependencies={
             "engine": Provide(provide_engine, sync_to_thread=False),
             "metrics": Provide(provide_metrics, sync_to_thread=False),
@@ -88,9 +88,7 @@ def create_app(engine: EngineAPI, settings: GatewaySettings = GatewaySettings())
         request_class=ShoalRequest,
         request_max_body_size=settings.max_body_bytes,
         exception_handlers={Exception: error_handler(native_shape)},
-        openapi_config=OpenAPIConfig(title="Shoal", version=__version__,
-                                     description="Many small models on one device: embeddings, rerankers, "
-                                                 "ColBERT, SPLADE, classifiers."),
+        openapi_config=openapi_config(__version__),
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         state=state,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -71,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="on SIGTERM, how long in-flight requests may take to finish")
     serve.add_argument("--log-level", default=_env("log_level", "info"), choices=["debug", "info", "warning", "error"])
     serve.add_argument("--access-log", action="store_true", default=_env("access_log", "") in ("1", "true"))
+    inspect_command = commands.add_parser(
+        "inspect", help="show what Shoal makes of a model folder, without serving it",
+        description="Read a model folder (or a hub id in the local Hugging Face cache) as `shoal serve` would: "
+                    "architecture, task, outputs, dimension, max length, size, and why it cannot serve if not.")
+    inspect_command.add_argument("model", metavar="PATH_OR_ID")
+    inspect_command.add_argument("--name", help="the name it would be served under (default: the folder's name)")
     return parser
 
 
@@ -126,10 +134,57 @@ def serve(args: argparse.Namespace) -> None:
                                max_body_bytes=parse_size(args.max_body_size),
                                preload=preload, drain_seconds=args.drain_seconds)
     gateway = create_app(engine, settings)
+    listening = listen(args.host, args.port)  # before "serving": a busy port is an error, not a log line after it
     log.info("serving", extra={"url": f"http://{args.host}:{args.port}", "models": [s.name for s in specs],
-                               "auth": bool(settings.api_keys)})
-    uvicorn.run(gateway.asgi, host=args.host, port=args.port, log_config=None, access_log=args.access_log,
-                timeout_graceful_shutdown=int(args.drain_seconds), lifespan="on")
+                               "auth": bool(settings.api_keys), "operator_keys": bool(settings.admin_keys)})
+    server = uvicorn.Server(uvicorn.Config(gateway.asgi, log_config=None, access_log=args.access_log,
+                                           timeout_graceful_shutdown=int(args.drain_seconds), lifespan="on"))
+    server.run(sockets=[listening])
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound now so that a port in use fails clearly."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as error:
+        listening.close()
+        raise OSError(f"cannot listen on {host}:{port}: {error.strerror or error}; "
+                      f"choose another with --port or SHOAL_PORT") from None
+    listening.listen(2048)
+    listening.set_inheritable(True)
+    return listening
+
+
+def inspect(args: argparse.Namespace) -> None:
+    """What Shoal makes of a model folder or cached hub id, without loading its weights."""
+    from engine.models import native_family
+    from engine.tasks import TASKS
+
+    logging.getLogger("shoal").setLevel(logging.CRITICAL)  # the report says it all, once
+    spec = spec_from_reference(args.name or Path(args.model.rstrip("/")).name, args.model)
+    if spec.problem and not spec.config:  # nothing could be read: no fields to guess
+        print(json.dumps({"name": spec.name, "source": args.model, "can_serve": False, "problem": spec.problem},
+                         indent=2))
+        sys.exit(1)
+    family = native_family(spec.model_type, spec.architectures)
+    report = {
+        "name": spec.name, "source": spec.source or str(spec.path), "model_type": spec.model_type or None,
+        "architectures": list(spec.architectures),
+        "implementation": f"native ({family})" if family else "transformers fallback (padded, slower)",
+        "task": spec.task, "outputs": list(spec.capabilities),
+        "labels": "given per request" if TASKS[spec.task].labels_at_request else list(spec.labels) or None,
+        "dimension": spec.dimension or None, "max_length": spec.max_length, "pooling": spec.pooling,
+        "normalize": spec.normalize, "prompts": spec.prompts or None, "parameters": spec.parameter_count,
+        "weights_bytes": {"float32": spec.parameter_count * 4, "bfloat16": spec.parameter_count * 2},
+        "can_serve": spec.problem is None,
+        "problem": spec.problem,
+    }
+    print(json.dumps(report, indent=2))
+    if spec.problem:
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,6 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "serve":
             serve(args)
+        elif args.command == "inspect":
+            inspect(args)
     except (ValueError, OSError, EngineError) as error:
         print(f"shoal: {error}", file=sys.stderr)
         sys.exit(2)
