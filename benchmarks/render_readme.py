@@ -55,6 +55,10 @@ def origin(data: dict, name: str) -> list[str]:
     return [line, ""]
 
 
+def statuses(by_status: dict) -> str:
+    return ", ".join(f"{n:,} x {status}" for status, n in sorted(by_status.items())) or "none"
+
+
 def verdicts(checks: list[dict], text) -> list[str]:
     return ["", "Targets: " + "; ".join(f"{text(c)}: **{'met' if c['met'] else 'MISSED'}**" for c in checks) + "."]
 
@@ -134,7 +138,7 @@ def vectordb(d: dict) -> list[str]:
              f"{c['ratios']['query_p50_ms']:.2f}x"],
             ["Chroma query p99, ms", show(s["query_p99_ms"], f), show(p["query_p99_ms"], f),
              f"{c['ratios']['query_p99_ms']:.2f}x"],
-            [f"one text per request (Weaviate's module pattern), texts/s: Shoal c=32 vs sequential",
+            ["one text per request (Weaviate's module pattern), texts/s: Shoal c=32 vs sequential",
              show(w["weaviate-c32"], f), show(w["weaviate-reference"], f),
              show(w["ratio_c32_vs_reference"], "{:.2f}x")]]),
         "",
@@ -159,8 +163,8 @@ def soak(d: dict) -> list[str]:
          f"from {d['method']['concurrency']} clients, ~10% hanging up mid-request and ~10% with 50-500 ms deadlines; "
          f"served: {d['served_code'].split(' in ')[0]}."), "",
         *table(["", "result"], [
-            [f"{s['sent']:,} requests", f"{s['by_status'].get('200', 0):,} answered 200, {s['by_status'].get('504', 0):,} "
-             f"answered 504, {s['disconnected']:,} hung up{', other: ' + str(other) if other else ''}; "
+            [f"{s['sent']:,} requests", f"{s['by_status'].get('200', 0):,} answered 200, "
+             f"{s['by_status'].get('504', 0):,} answered 504, {s['disconnected']:,} hung up{', other: ' + statuses(other) if other else ''}; "
              f"**{s['mismatches']} mismatches** against sentence-transformers, **{s['hung']} hung**, "
              f"{s['server_errors_5xx']} 5xx"],
             ["queue gauges after traffic", f"back to 0 in {queue['seconds_to_zero']} s" if queue["settled"]
@@ -169,14 +173,14 @@ def soak(d: dict) -> list[str]:
              f"end ({trend.get('second_half_growth_mib')} MiB over the second half; {loads.get('disk', 0):.0f} disk "
              f"loads, {loads.get('host', 0):.0f} host-tier loads)"],
             [f"SIGTERM with {load['clients']} clients", f"{in_flight['sent']} in flight at SIGTERM: "
-             f"{in_flight['by_status']}, exit in {load['exit_seconds']} s (`--drain-seconds` "
+             f"{statuses(in_flight['by_status'])}, exit in {load['exit_seconds']} s (`--drain-seconds` "
              f"{d['method']['drain_seconds']:g}); idle: {idle['exit_seconds']} s"],
             ["weights replaced while served, then unloaded",
              "; ".join(f"host cache {r['host_cache'] // 2**20} MiB: switched to the new weights "
                        f"{'yes' if r['switched_to_new'] else 'NO'}, old after new {r['old_answers_after_first_new']}, "
                        f"5xx {r['errors_5xx'] or 0}" for r in replace)],
             ["corrupt, corrupted-later and deleted model folders",
-             "; ".join(f"{k}: {v['by_status']}, {v['hung']} hung" for k, v in faulty.items())
+             "; ".join(f"{k}: {statuses(v['by_status'])}, {v['hung']} hung" for k, v in faulty.items())
              + f"; the good models: {good['mismatches']} mismatches, {good['hung']} hung"]]),
         "",
         "Findings: " + ("; ".join(d["findings"]) if d["findings"] else "none") + ".",
