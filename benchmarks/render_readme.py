@@ -164,7 +164,8 @@ def soak(d: dict) -> list[str]:
          f"served: {d['served_code'].split(' in ')[0]}."), "",
         *table(["", "result"], [
             [f"{s['sent']:,} requests", f"{s['by_status'].get('200', 0):,} answered 200, "
-             f"{s['by_status'].get('504', 0):,} answered 504, {s['disconnected']:,} hung up{', other: ' + statuses(other) if other else ''}; "
+             f"{s['by_status'].get('504', 0):,} answered 504, {s['disconnected']:,} hung up"
+             f"{', other: ' + statuses(other) if other else ''}; "
              f"**{s['mismatches']} mismatches** against sentence-transformers, **{s['hung']} hung**, "
              f"{s['server_errors_5xx']} 5xx"],
             ["queue gauges after traffic", f"back to 0 in {queue['seconds_to_zero']} s" if queue["settled"]
