@@ -40,8 +40,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+ROOT = Path(__file__).resolve().parents[1]  # the code that runs: the repository, or a --snapshot of it
+REPO = Path(os.environ.get("SHOAL_BENCH_REPO", ROOT))  # the repository: its git state, its results folder
+RESULTS = REPO / "benchmarks" / "results"
 WATCHED = ("engine", "gateway", "benchmarks")  # code a result depends on; benchmarks/results/ excluded
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
 PACKAGES = ("torch", "transformers", "sentence-transformers", "numpy", "tokenizers")
@@ -66,7 +67,7 @@ def git_state() -> dict:
     """HEAD and the uncommitted changes in the code a result depends on."""
     def git(*argv: str) -> str:
         try:
-            return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, timeout=20).stdout
+            return subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True, timeout=20).stdout
         except (OSError, subprocess.SubprocessError):
             return ""
 
@@ -118,7 +119,8 @@ def facts_lines(f: dict) -> list[str]:
     took = f", {f['wall_seconds']:.0f} s" if "wall_seconds" in f else ""
     lines += [
         f"- Command: `{f['command']}`",
-        f"- Commit {git['short']}{' + uncommitted changes' if git['dirty'] else ''}; {f['date']}{took}.",
+        f"- Commit {git['short']}{' + uncommitted changes' if git['dirty'] else ''}"
+        f"{' (run from a git archive of it: --snapshot)' if git.get('snapshot') else ''}; {f['date']}{took}.",
         f"- CPU: {cpu['model']}, {cpu['cores']} cores; flags {' '.join(cpu['flags']) or 'none of interest'} "
         f"(amx_bf16 {'yes' if cpu['amx_bf16'] else 'no'}, avx512_bf16 {'yes' if cpu['avx512_bf16'] else 'no'}).",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in f["versions"].items()) + ".",
@@ -230,9 +232,9 @@ class Worker:
     `close()`), then runs it whenever told, so every round finds it warm."""
 
     def __init__(self, key: str, target: str, kwargs: dict, threads: int, python: str | None = None,
-                 env: dict | None = None, cwd: Path = ROOT, start_timeout: float = 900.0):
+                 env: dict | None = None, start_timeout: float = 900.0):
         self.key, self.target = key, target
-        self.process = subprocess.Popen([python or sys.executable, "-m", "benchmarks.harness", "--worker"], cwd=cwd,
+        self.process = subprocess.Popen([python or sys.executable, "-m", "benchmarks.harness", "--worker"], cwd=ROOT,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                         env=thread_env(threads, env))
         self._send({"target": target, "kwargs": kwargs, "threads": threads})
@@ -352,8 +354,9 @@ def stop_process(process: subprocess.Popen, timeout: float = 60.0) -> None:
 
 # ---- the run -------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser, rounds: int | None = 3, quiet_wait: float = 180.0,
-                  snapshot: bool = False) -> None:
-    """The options every benchmark shares; `rounds=None` for a benchmark without rounds."""
+                  snapshot: bool = True) -> None:
+    """The options every benchmark shares; `rounds=None` for a benchmark without rounds.
+    (`snapshot` is accepted for older callers: every benchmark offers --snapshot.)"""
     group = parser.add_argument_group("harness")
     group.add_argument("--quick", action="store_true", help="smoke run; writes nothing unless --save")
     group.add_argument("--save", action="store_true", help="with --quick: write the results files anyway")
@@ -368,9 +371,9 @@ def add_arguments(parser: argparse.ArgumentParser, rounds: int | None = 3, quiet
     group.add_argument("--allow-dirty", action="store_true",
                        help="write results despite uncommitted changes (marked loudly in every output)")
     group.add_argument("--tag", default=None, help="results file suffix: results/<name>-<device>-<tag>.*")
-    if snapshot:
-        group.add_argument("--snapshot", action="store_true",
-                           help="workers run HEAD's committed files (git archive), whatever the working tree holds")
+    group.add_argument("--snapshot", action="store_true",
+                       help="run the whole benchmark from HEAD's committed files (git archive), whatever the working "
+                            "tree holds; results still go to this repository")
     parser.set_defaults(_harness_defaults={"rounds": rounds, "quiet_wait": quiet_wait})
 
 
@@ -382,7 +385,7 @@ def snapshot_head(commit: str) -> Path:
 
     tree = Path(tempfile.gettempdir()) / f"shoal-snapshot-{commit[:12]}"
     if not tree.exists():
-        archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=ROOT, capture_output=True,
+        archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=REPO, capture_output=True,
                                  check=True).stdout
         partial = tree.with_name(tree.name + f".{os.getpid()}")
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
@@ -413,18 +416,29 @@ class Bench:
         self.writing = not args.quick or args.save
         self.rounds_log: list[dict] = []
         self.started = time.monotonic()
-        self.tree = ROOT
-        if getattr(args, "snapshot", False):
-            # every measured process runs HEAD's files: others' edits in the working tree cannot reach it
-            self.tree = snapshot_head(self.facts["git"]["commit"])
-            self.facts["git"]["snapshot"] = str(self.tree)
-            self.facts["git"]["dirty"] = [p for p in self.facts["git"]["dirty"] if p.startswith("benchmarks/")]
+        if args.snapshot:
+            self._from_snapshot(name, argv)
+        self.tree = ROOT  # the code this run measures: the repository, or the snapshot it re-ran from
         dirty = self.facts["git"]["dirty"]
         if dirty and self.writing and not args.allow_dirty:
             raise SystemExit(f"{name}: refusing to measure for the results files: uncommitted changes in "
                              f"{', '.join(dirty)}. Commit first (or pass --allow-dirty: every output says so).")
         self.log("start", commit=self.facts["git"]["short"], dirty=len(dirty), rounds=args.rounds,
                  threads=args.threads, loadavg=self.facts["loadavg_start"][0], writing=self.writing)
+
+    def _from_snapshot(self, name: str, argv: list[str]) -> None:
+        """--snapshot: the whole benchmark (this process, its workers, its servers) runs HEAD's
+        files from a `git archive`, so others' edits in the working tree cannot reach the
+        measurement; the working tree's uncommitted changes are then recorded, not refused."""
+        git = self.facts["git"]
+        if ROOT == REPO:  # not yet: run this very command again from the snapshot
+            tree = snapshot_head(git["commit"])
+            self.log("snapshot", tree=tree)
+            sys.stdout.flush()
+            os.execve(sys.executable, [sys.executable, str(tree / "benchmarks" / f"{name}.py"), *argv],
+                      {**os.environ, "SHOAL_BENCH_REPO": str(REPO)})
+        git["snapshot"] = str(ROOT)
+        git["not_measured"], git["dirty"] = git["dirty"], []
 
     def log(self, event: str, **fields) -> None:
         log(self.name, event, **fields)
@@ -490,7 +504,7 @@ class Bench:
         stem.with_suffix(".md").write_text(markdown)
         if plot:
             plot(stem.with_suffix(".png"))
-        self.log("wrote", files=f"{stem.relative_to(ROOT)}.{{json,md{',png' if plot else ''}}}")
+        self.log("wrote", files=f"{stem.relative_to(REPO)}.{{json,md{',png' if plot else ''}}}")
 
 
 def _json_default(value):

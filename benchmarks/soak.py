@@ -1112,7 +1112,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                         help="environment for every server (repeatable), e.g. MALLOC_MMAP_THRESHOLD_=1048576")
     parser.add_argument("--workdir", default=None, help="where models and server logs go (default: a temp dir)")
-    harness.add_arguments(parser, rounds=None, quiet_wait=120.0, snapshot=True)
+    harness.add_arguments(parser, rounds=None, quiet_wait=120.0)
     args = parser.parse_args(argv)
     args.requests = args.requests or (1000 if args.quick else 10000)
     args.replace_requests = args.replace_requests or (300 if args.quick else 1500)
@@ -1155,7 +1155,7 @@ def main(argv: list[str] | None = None) -> None:
     root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="shoal-soak-"))
     root.mkdir(parents=True, exist_ok=True)
     ctx = prepare(args, root)
-    ctx.tree = bench.tree if args.snapshot else None  # a --snapshot run serves HEAD's committed files
+    ctx.tree = harness.ROOT if args.snapshot else None  # a --snapshot run serves the snapshot's files
     quiet = harness.wait_for_quiet(args.quiet_wait, args.quiet_cores) if args.quiet_wait > 0 else None
     bench.log("phases", quiet=quiet)
     phases = asyncio.run(run_phases(ctx))

@@ -217,7 +217,7 @@ class HttpSystem:
         self.key, self.texts, self.out, self.size, self.in_flight = key, texts, out, size, in_flight
         port = harness.free_port()
         self.url = f"http://127.0.0.1:{port}"
-        # `-m gateway.cli` from this worker's folder: a --snapshot run serves the snapshot's code
+        # `-m gateway.cli` from this worker's folder (the repository, or a --snapshot of it)
         self.command = [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
                         "--device", "cpu", "--dtype", dtype, "--log-level", "warning"]
         self.log_path = Path(out) / f"{key}-server.log"
@@ -417,8 +417,7 @@ def start_workers(systems: list[System], args, bench: harness.Bench, folder: Pat
         python = args.peers_python if s.venv == "peers" else sys.executable
         bench.log("starting", system=s.key, venv=s.venv)
         kwargs = {"key": s.key, "folder": str(folder), "texts": texts, "out": out, "threads": args.threads, **s.kwargs}
-        worker = harness.Worker(s.key, f"benchmarks.throughput:{s.target}", kwargs, args.threads, python=python,
-                                cwd=bench.tree)
+        worker = harness.Worker(s.key, f"benchmarks.throughput:{s.target}", kwargs, args.threads, python=python)
         workers[s.key] = worker
         bench.log("ready", system=s.key, **{k: v for k, v in worker.info.items() if k in ("dtype", "threads")})
     return workers
@@ -434,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peers-python", default=os.environ.get("SHOAL_PEERS_PYTHON", "/tmp/peers/bin/python"),
                         help="the peers venv's python (scripts/install-peers.sh; default $SHOAL_PEERS_PYTHON or "
                              "/tmp/peers/bin/python)")
-    harness.add_arguments(parser, rounds=3, snapshot=True)
+    harness.add_arguments(parser, rounds=3)
     args = parser.parse_args(argv)
     bench = harness.Bench("throughput", args, argv, packages=harness.PACKAGES)
     wanted = args.systems.split(",") if args.systems else [s.key for s in SYSTEMS]

@@ -93,7 +93,7 @@ class Gateway:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--device", "cpu", "--dtype", "float32", "--log-level", "warning"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=harness.thread_env(threads))
+            cwd=harness.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=harness.thread_env(threads))
 
     def __enter__(self) -> "Gateway":
         deadline = time.monotonic() + 180
