@@ -125,6 +125,9 @@ def facts_lines(f: dict) -> list[str]:
         f"(amx_bf16 {'yes' if cpu['amx_bf16'] else 'no'}, avx512_bf16 {'yes' if cpu['avx512_bf16'] else 'no'}).",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in f["versions"].items()) + ".",
     ]
+    if git.get("not_measured"):
+        lines.append(f"- Uncommitted changes in the working tree, not measured (--snapshot): "
+                     f"{', '.join(git['not_measured'])}.")
     for group, found in f.get("peer_versions", {}).items():
         lines.append(f"- {group}: " + ", ".join(f"{k} {v}" for k, v in found.items()) + ".")
     lines.append(f"- Load average (1, 5, 15 min): {f['loadavg_start']} at the start"
