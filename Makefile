@@ -22,12 +22,14 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed scripts/install-deploy-tools.sh
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed scripts/install-deploy-tools.sh scripts/install-gliner.sh
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# PyLate is the ColBERT reference; its pins would replace torch, transformers and
 	# sentence-transformers, so it goes in without them (the tests shim the two API drifts).
 	$(BIN)/pip install --quiet --no-deps pylate==1.6.0
 	scripts/install-deploy-tools.sh $(VENV)
+	# gliner is the GLiNER reference; it pins another transformers, so it has a venv of its own.
+	TORCH='$(TORCH)' PYTHON='$(PYTHON)' scripts/install-gliner.sh
 	touch $@
 
 install: $(VENV)/.installed
@@ -44,4 +46,4 @@ benchmark: install-dev
 	$(BIN)/python benchmarks/throughput.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .gliner-venv .pytest_cache

@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from . import gliner
 from .api import (
     OUTPUTS,
     Classified,
@@ -363,17 +364,42 @@ class Engine:
         return Classified(tuple(labels), scores, _tokens(items))
 
     @_counted
-    async def extract(self, model: str, texts: Sequence[str], truncate: bool = True,
-                      deadline: float | None = None) -> Extracted:
-        """Entity spans per input, with character offsets into the original text."""
+    async def extract(self, model: str, texts: Sequence[str], truncate: bool = True, deadline: float | None = None,
+                      labels: Sequence[str] | None = None, threshold: float | None = None,
+                      flat_ner: bool | None = None, multi_label: bool | None = None) -> Extracted:
+        """Entity spans per input, with character offsets into the original text. Token
+        classifiers tag with the labels of their config; GLiNER models find the `labels`
+        given, keeping spans scored above `threshold`, without overlaps (`flat_ner`, the
+        default) or nested, one label per span unless `multi_label` (engine.gliner)."""
         spec = self.resolve(model)
         self._require(spec, "extract")
         self._check_inputs(texts)
         texts = list(texts)
+        if TASKS[spec.task].labels_at_request:
+            return await self._gliner(spec, texts, labels, threshold, flat_ner, multi_label, deadline)
+        for name, value in (("labels", labels), ("threshold", threshold), ("flat_ner", flat_ner),
+                            ("multi_label", multi_label)):
+            if value is not None:
+                raise InvalidInput(f"model {spec.name!r} tags the labels of its own config {list(spec.labels)}; "
+                                   f"{name} is for GLiNER models")
         items = await self._tokenize(self._text_tokenizer(spec).encode, texts, truncate, True)
         logits = await self._submit(spec, Work(Head.TOKEN_LOGITS), items, list, deadline)
         found = [entities(text, token_logits, item.offsets, spec.labels)
                  for text, token_logits, item in zip(texts, logits, items)]
+        return Extracted(found, _tokens(items))
+
+    async def _gliner(self, spec: ModelSpec, texts: list[str], labels: Sequence[str] | None, threshold: float | None,
+                      flat_ner: bool | None, multi_label: bool | None, deadline: float | None) -> Extracted:
+        """Long texts are scored in windows, never cut, so `truncate` does not apply."""
+        labels = check_labels(labels, spec.name)
+        threshold = gliner.DEFAULT_THRESHOLD if threshold is None else threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+            raise InvalidInput("threshold must be a number from 0 to 1")
+        items = await self._tokenize(self._gliner_tokenizer(spec).encode, texts, labels)
+        scores = await self._submit(spec, Work(Head.SPANS), items, list, deadline) if items else []
+        # decoding is a Python loop over the spans above the threshold: off the event loop
+        found = await self._tokenize(gliner.entities, texts, items, scores, labels, float(threshold),
+                                     True if flat_ner is None else bool(flat_ner), bool(multi_label))
         return Extracted(found, _tokens(items))
 
     @_counted
@@ -418,6 +444,10 @@ class Engine:
 
     def _colbert_tokenizer(self, spec: ModelSpec) -> ColbertTokenizer:
         return self._cached_tokenizer(spec, "colbert", lambda: ColbertTokenizer(spec.path, spec.colbert, spec.max_length))
+
+    def _gliner_tokenizer(self, spec: ModelSpec) -> gliner.GlinerTokenizer:
+        return self._cached_tokenizer(spec, "gliner",
+                                      lambda: gliner.GlinerTokenizer(spec.path, spec.gliner, spec.max_length))
 
     def _cached_tokenizer(self, spec: ModelSpec, kind: str, build: Callable[[], Any]):
         """One tokenizer per model and kind, built again when the pool's spec changed (a
@@ -486,7 +516,7 @@ MAX_LABEL_CHARS = 200
 def check_labels(labels: Sequence[str] | None, model: str) -> list[str]:
     """Labels given at request time: 1 to MAX_LABELS distinct non-empty strings."""
     if labels is None:
-        raise InvalidInput(f"model {model!r} classifies into labels you name: send `labels`")
+        raise InvalidInput(f"model {model!r} takes the labels you name with each request: send `labels`")
     if not isinstance(labels, (list, tuple)) or not labels:
         raise InvalidInput("labels must be a non-empty list of strings")
     if len(labels) > MAX_LABELS:

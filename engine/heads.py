@@ -2,17 +2,21 @@
 
 The task heads of every supported family share one shape: an optional dense layer and
 activation, an optional LayerNorm, and an output projection. Each architecture file maps
-its checkpoint names onto that shape (`head_weights`), so heads are written once here."""
+its checkpoint names onto that shape (`head_weights`), so heads are written once here.
+GLiNER's span head, which any backbone can carry, is here too (`SpanHead`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .batch import PackedBatch
+from .gliner import GlinerSettings, Window
 
 ACTIVATIONS = {
     "gelu": lambda x: F.gelu(x),
@@ -106,3 +110,84 @@ def sparse_max_pool(logits_fn, hidden: torch.Tensor, batch: PackedBatch, chunk_t
         rows = index[start:start + chunk_tokens].unsqueeze(1).expand_as(weights)
         result.scatter_reduce_(0, rows, weights, "amax", include_self=True)
     return result
+
+
+class Projection(nn.Module):
+    """The gliner package's projection layer: Linear -> ReLU -> (dropout) -> Linear."""
+
+    def __init__(self, weights: dict[str, torch.Tensor], name: str):
+        super().__init__()
+        self.up = _linear(weights, f"{name}.up")
+        self.down = _linear(weights, f"{name}.down")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.relu(self.up(x)))
+
+
+class SpanHead(nn.Module):
+    """GLiNER's uni-encoder span head (engine/gliner.py prepares its input): hidden states ->
+    [projection] -> words pooled from their subtokens -> [bidirectional LSTM] -> each span of
+    up to max_width words as relu(start(first word) | end(last word)) projected, scored by a
+    dot product with each label's projected marker state. Built from weights named as
+    gliner.split_checkpoint names them; returns per window [words, max_width, labels] sigmoid
+    scores (spans running past the last word are scored on a clipped end and never decoded)."""
+
+    def __init__(self, weights: dict[str, torch.Tensor], settings: GlinerSettings):
+        super().__init__()
+        self.max_width, self.pooling = settings.max_width, settings.subtoken_pooling
+        self.projection = _linear(weights, "projection") if "projection.weight" in weights else None
+        self.lstm = None
+        if settings.rnn_layers:
+            hidden = settings.hidden_size
+            self.lstm = nn.LSTM(hidden, hidden // 2, num_layers=settings.rnn_layers, bidirectional=True,
+                                batch_first=True)
+        self.start, self.end, self.span, self.label = (Projection(weights, name)
+                                                       for name in ("start", "end", "span", "label"))
+        self.load_state_dict(weights, strict=True)
+
+    def forward(self, hidden: torch.Tensor, batch: PackedBatch, windows: list[Window]) -> list[np.ndarray]:
+        x = hidden if self.projection is None else self.projection(hidden)
+        counts = [window.words for window in windows]
+        words = self._words(x, batch, windows, counts)
+        if self.lstm is not None:
+            packed = nn.utils.rnn.pack_sequence(words.split(counts), enforce_sorted=False)
+            words = torch.cat(nn.utils.rnn.unpack_sequence(self.lstm(packed)[0]))
+        starts, ends = self._span_words(counts, x.device)
+        spans = self.span(torch.cat([self.start(words)[starts], self.end(words)[ends]], dim=-1).relu())
+        token_starts = [0, *accumulate(batch.lengths)]
+        markers = [token_starts[i] + m for i, window in enumerate(windows) for m in window.markers]
+        labels = self.label(x[torch.tensor(markers, device=x.device)])
+        scores, span_at, label_at = [], 0, 0
+        for count, window in zip(counts, windows):
+            span_count, label_count = count * self.max_width, len(window.markers)
+            block = spans[span_at:span_at + span_count] @ labels[label_at:label_at + label_count].T
+            scores.append(torch.sigmoid(block.float()).flatten())
+            span_at, label_at = span_at + span_count, label_at + label_count
+        flat = torch.cat(scores).cpu().numpy()  # one copy off the device for the whole batch
+        sizes = [count * self.max_width * len(window.markers) for count, window in zip(counts, windows)]
+        return [part.reshape(count, self.max_width, -1)
+                for part, count in zip(np.split(flat, np.cumsum(sizes)[:-1]), counts)]
+
+    def _words(self, x: torch.Tensor, batch: PackedBatch, windows: list[Window], counts: list[int]) -> torch.Tensor:
+        """[all words, D]: each word from its first or last subtoken, or the mean or max of all
+        of them; zeros for a word that kept no token."""
+        token_starts, word_starts = [0, *accumulate(batch.lengths)], [0, *accumulate(counts)]
+        tokens = torch.tensor([token_starts[i] + p for i, w in enumerate(windows) for p in w.token_positions],
+                              device=x.device, dtype=torch.long)
+        owners = torch.tensor([word_starts[i] + o for i, w in enumerate(windows) for o in w.token_words],
+                              device=x.device, dtype=torch.long)
+        words = x.new_zeros(word_starts[-1], x.shape[1])
+        if self.pooling in ("first", "last"):
+            return words.index_copy_(0, owners, x[tokens])
+        reduce = "mean" if self.pooling == "mean" else "amax"
+        return words.scatter_reduce_(0, owners[:, None].expand(-1, x.shape[1]), x[tokens], reduce, include_self=False)
+
+    def _span_words(self, counts: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """First and last word of every (start word, width) span, window by window; a span that
+        runs past its window's last word ends there instead."""
+        sizes = torch.tensor(counts)
+        window_ends = torch.repeat_interleave(torch.cumsum(sizes, 0) - 1, sizes)
+        starts = torch.arange(int(sizes.sum())).repeat_interleave(self.max_width)
+        widths = torch.arange(self.max_width).repeat(int(sizes.sum()))
+        ends = torch.minimum(starts + widths, window_ends.repeat_interleave(self.max_width))
+        return starts.to(device), ends.to(device)

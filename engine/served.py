@@ -18,7 +18,8 @@ from torch import nn
 from .attention import AttentionFn
 from .batch import PackedBatch
 from .errors import ModelLoadError
-from .heads import ACTIVATIONS, HeadWeights, TaskHead, pool, sparse_max_pool
+from .gliner import split_checkpoint
+from .heads import ACTIVATIONS, HeadWeights, SpanHead, TaskHead, pool, sparse_max_pool
 from .linear import can_prepack, prepack_linears
 from .models import find_architecture
 from .scheduler import Batch
@@ -69,7 +70,7 @@ class ServedModel:
 
     @classmethod
     def load(cls, spec: ModelSpec, device: torch.device, dtype: torch.dtype,
-             attention: tuple[str, AttentionFn]) -> "ServedModel":
+             attention: tuple[str, AttentionFn]) -> ServedModel:
         started = time.perf_counter()
         architecture = find_architecture(spec.model_type, spec.architectures)
         if architecture is None:
@@ -81,8 +82,11 @@ class ServedModel:
             checkpoint = read_checkpoint(spec.weight_files)
             with torch.device("meta"):
                 network = architecture(spec.config)
-            network.load_state_dict(architecture.map_weights(checkpoint, spec.config), strict=True, assign=True)
-            head = _build_head(spec, architecture, checkpoint)
+            # GLiNER: one checkpoint holds the backbone's weights and its span head's
+            backbone, span_head = split_checkpoint(checkpoint) if spec.task == "gliner" else (checkpoint, None)
+            network.load_state_dict(architecture.map_weights(backbone, spec.config), strict=True, assign=True)
+            head = (SpanHead(span_head, spec.gliner) if span_head is not None
+                    else _build_head(spec, architecture, checkpoint))
             dense = DenseStack(spec.dense_layers) if spec.dense_layers else None
         except Exception as error:  # corrupt or mismatched files: one clear error, whatever the library raised
             raise ModelLoadError(f"model {spec.name!r}: cannot load from {spec.path}: "
@@ -140,6 +144,8 @@ class ServedModel:
             return self.token_logits(items)
         if head is Head.TOKEN_VECTORS:
             return self.token_vectors(items)
+        if head is Head.SPANS:
+            return self.span_scores(items)
         raise ValueError(f"no head {head!r}")
 
     def _hidden(self, items: list[Tokenized]) -> tuple[torch.Tensor, PackedBatch]:
@@ -173,6 +179,12 @@ class ServedModel:
         logits = self.head(hidden).float().cpu().numpy()
         bounds = batch.cu_seqlens.tolist()
         return [logits[bounds[i]:bounds[i + 1]] for i in range(batch.num_sequences)]
+
+    @torch.inference_mode()
+    def span_scores(self, items: list[Tokenized]) -> list[np.ndarray]:
+        """GLiNER: [words, max_width, labels] sigmoid scores, one per window (engine.gliner)."""
+        hidden, batch = self._hidden(items)
+        return self.head(hidden, batch, [item.extra for item in items])
 
     @torch.inference_mode()
     def sparse(self, items: list[Tokenized]) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -2,8 +2,9 @@
 before any weight is loaded.
 
 The folder is a Hugging Face model folder (config.json, *.safetensors, tokenizer.json)
-optionally saved by sentence-transformers (modules.json, pooling config, prompts). A
-catalog entry may override any derived field."""
+optionally saved by sentence-transformers (modules.json, pooling config, prompts), or a
+GLiNER folder saved by the gliner package (gliner_config.json, which holds the backbone's
+config). A catalog entry may override any derived field."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelNotFound, about_model
+from .gliner import CONFIG_FILE as GLINER_CONFIG
+from .gliner import GlinerSettings, read_settings
 from .tasks import TASKS
 
 POOLING_MODES = ("mean", "cls", "max", "lasttoken")
@@ -76,6 +79,7 @@ class ModelSpec:
     dense_layers: tuple[DenseLayer, ...] = ()
     colbert: ColbertSettings | None = None
     instruction: str = ""  # causal rerankers: the task instruction in the prompt
+    gliner: GlinerSettings | None = None  # GLiNER span models
     problem: str | None = None  # why the folder could not be read; loading it fails with this
     # the folder's files (name, size, mtime) when this spec was read: a load notices a replaced folder
     fingerprint: tuple = field(default=(), compare=False, repr=False)
@@ -84,7 +88,7 @@ class ModelSpec:
     def capabilities(self) -> tuple[str, ...]:
         return TASKS[self.task].capabilities
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "ModelSpec":
+    def with_overrides(self, overrides: dict[str, Any]) -> ModelSpec:
         unknown = set(overrides) - CATALOG_KEYS
         if unknown:
             raise ValueError(f"model {self.name!r}: unknown catalog keys {sorted(unknown)}; "
@@ -267,14 +271,36 @@ def _task(architectures: tuple[str, ...], modules: dict[str, Path], colbert: Col
     return "embed"
 
 
+def _gliner(folder: Path, weight_files: list[Path]) -> tuple[dict[str, Any], GlinerSettings | None, str | None]:
+    """A GLiNER folder: its backbone's config (saved inside gliner_config.json by the package;
+    config.json for older saves), its settings, and why it cannot be served, if it cannot."""
+    gliner = read_json(folder / GLINER_CONFIG)
+    backbone = gliner.get("encoder_config") or (read_json(folder / "config.json")
+                                                if (folder / "config.json").exists() else {})
+    if not backbone:
+        return {}, None, "gliner_config.json has no encoder_config and there is no config.json for the backbone"
+    if not weight_files and (folder / "pytorch_model.bin").exists():
+        return backbone, None, ("its weights are in pytorch_model.bin; Shoal reads safetensors: save the model with "
+                                "save_pretrained(folder, safe_serialization=True)")
+    try:
+        return backbone, read_settings(gliner), None
+    except ValueError as error:
+        return backbone, None, str(error)
+
+
 def spec_from_folder(name: str, folder: str | os.PathLike, source: str | None = None) -> ModelSpec:
     folder = Path(folder)
-    if not (folder / "config.json").exists():
+    is_gliner = (folder / GLINER_CONFIG).exists()
+    if not is_gliner and not (folder / "config.json").exists():
         raise ModelNotFound(f"model {name!r}: no config.json in {folder}")
     fingerprint = folder_fingerprint(folder)
-    config = read_json(folder / "config.json")
     weight_files = sorted(folder.glob("*.safetensors"))
-    problem = None
+    gliner, problem = None, None
+    if is_gliner:
+        config, gliner, reason = _gliner(folder, weight_files)
+        problem = about_model(name, reason) if reason else None
+    else:
+        config = read_json(folder / "config.json")
     try:
         elements = _count_parameters(weight_files)
     except (OSError, ValueError, KeyError) as error:  # served as `failed`, with the reason
@@ -287,7 +313,7 @@ def spec_from_folder(name: str, folder: str | os.PathLike, source: str | None = 
     dense_layers = _dense_layers(folder)
     colbert = _colbert_settings(folder)
     labels = _labels(config)
-    task = _task(architectures, modules, colbert, labels)
+    task = "gliner" if is_gliner else _task(architectures, modules, colbert, labels)
     dimension = dense_layers[-1].out_features if dense_layers else config.get("hidden_size", 0)
     spec = ModelSpec(
         name=name,
@@ -308,6 +334,7 @@ def spec_from_folder(name: str, folder: str | os.PathLike, source: str | None = 
         multi_label=config.get("problem_type") == "multi_label_classification",
         dense_layers=dense_layers,
         colbert=colbert,
+        gliner=gliner,
         problem=problem,
         fingerprint=fingerprint,
     )

@@ -11,8 +11,8 @@ finishing here. Torch-free: the gateway and the spec reader import this module."
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -25,6 +25,7 @@ class Head(enum.Enum):
     SEQUENCE_LOGITS = "sequence_logits"  # classifier logits per sequence (cross-encoders, classifiers)
     TOKEN_LOGITS = "token_logits"  # classifier logits per token (entity taggers)
     TOKEN_VECTORS = "token_vectors"  # ColBERT: projected, normalised vector per kept token
+    SPANS = "spans"  # GLiNER: a score per (span of words, label in the prompt)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ TASKS = {task.name: task for task in (
     Task("zero_shot", ("classify",), "sequence_classification", "AutoModelForSequenceClassification",
          labels_at_request=True),
     Task("extract", ("extract",), "token_classification", "AutoModelForTokenClassification"),
+    # GLiNER: the labels go in a prompt before the words; spans of words are scored against them (engine.gliner)
+    Task("gliner", ("extract",), None, None, labels_at_request=True),
 )}
 
 

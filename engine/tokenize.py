@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer
 
@@ -21,6 +22,7 @@ class Tokenized:
     offsets: list[tuple[int, int] | None] | None = None  # character span per token, None for special tokens
     attend: int | None = None  # tokens from this position on are never attended to (ColBERT expansion)
     keep: list[bool] | None = None  # which token vectors a multivector keeps (ColBERT's skiplist); None: all
+    extra: Any = None  # what a task's head and finishing read per item (GLiNER: its gliner.Window)
 
 
 @dataclass(frozen=True, slots=True)
