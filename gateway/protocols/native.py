@@ -10,7 +10,7 @@ from litestar import Controller, Request, Response, get, post
 
 from engine import EngineAPI
 
-from ..errors import NativeError, error_handler, native_shape
+from ..errors import ApiError, NativeError, error_handler, native_shape
 from ..openapi import INFERENCE, LISTING, LOAD, UNLOAD, error_responses
 from ..wire import respond
 from .common import best_first, deadline_from, note_model
@@ -68,12 +68,6 @@ class ScoreResponse(msgspec.Struct):
     usage: Usage
 
 
-class InputsRequest(msgspec.Struct):
-    model: str
-    inputs: list[str]
-    truncate: bool = True
-
-
 class ClassifyRequest(msgspec.Struct):
     model: str
     inputs: list[str]
@@ -81,6 +75,17 @@ class ClassifyRequest(msgspec.Struct):
     labels: list[str] | None = None  # zero-shot models: the candidate labels
     multi_label: bool | None = None  # zero-shot: score each label on its own instead of one softmax over them
     hypothesis_template: str | None = None  # zero-shot: how a label is posed, "This example is {}." by default
+
+
+class ExtractRequest(msgspec.Struct):
+    model: str
+    inputs: list[str]
+    truncate: bool = True
+    labels: list[str] | None = None  # GLiNER models: the entity types to find
+    threshold: float | None = None  # GLiNER: the lowest span score kept (0.5 by default)
+    flat_ner: bool | None = None  # GLiNER: no overlapping entities (the default); false allows nested ones
+    flat: bool | None = None  # the same as flat_ner
+    multi_label: bool | None = None  # GLiNER: one span may carry several labels
 
 
 class LabelScore(msgspec.Struct):
@@ -208,11 +213,16 @@ class NativeController(Controller):
                    for row in result.probabilities]
         return respond(request, ClassifyResponse(spec.name, results, Usage(result.input_tokens)))
 
-    @post("/extract", status_code=200, summary="Entity spans in each input (token classifiers)",
+    @post("/extract", status_code=200, summary="Entity spans in each input (token classifiers; GLiNER with `labels`)",
           responses=errors(INFERENCE))
-    async def extract(self, request: Request, data: InputsRequest, engine: EngineAPI) -> Response[ExtractResponse]:
+    async def extract(self, request: Request, data: ExtractRequest, engine: EngineAPI) -> Response[ExtractResponse]:
         spec = note_model(request, engine, data.model)
-        result = await engine.extract(spec.name, data.inputs, truncate=data.truncate, deadline=deadline_from(request))
+        if data.flat is not None and data.flat_ner is not None and data.flat != data.flat_ner:
+            raise ApiError(422, "invalid_request", "flat and flat_ner are the same setting; send one")
+        result = await engine.extract(spec.name, data.inputs, truncate=data.truncate, deadline=deadline_from(request),
+                                      labels=data.labels, threshold=data.threshold,
+                                      flat_ner=data.flat if data.flat_ner is None else data.flat_ner,
+                                      multi_label=data.multi_label)
         results = [Extraction([EntitySpan(e.label, e.text, e.start, e.end, e.score) for e in found])
                    for found in result.entities]
         return respond(request, ExtractResponse(spec.name, results, Usage(result.input_tokens)))

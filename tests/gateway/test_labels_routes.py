@@ -73,3 +73,74 @@ def test_tei_predict_classifies_nli_pairs_and_asks_for_pairs(labels_server):
             assert prediction["score"] == pytest.approx(want[prediction["label"]], abs=1e-5)
     single = httpx.post(live.url + "/tei/nli/predict", json={"inputs": "just a text"}, timeout=60)
     assert single.status_code == 422 and "pairs" in single.json()["error"]
+
+
+# ---- GLiNER on /v1/extract, against the gliner package --------------------------------------
+GLINER_CASES = [(0.0, {"flat_ner": True}, False), ("median", {"flat": False}, False), (0.0, {}, True)]
+
+
+@pytest.fixture(scope="module")
+def gliner_server(tmp_path_factory):
+    from tests.engine.test_gliner_parity import (
+        GLINER_PYTHON,
+        LABELS,
+        MISSING,
+        MODELS,
+        TEXTS,
+        build_with_package,
+        model_request,
+    )
+
+    if not GLINER_PYTHON.exists():
+        pytest.skip(MISSING)
+    root = tmp_path_factory.mktemp("gliner-http")
+    cases = [(TEXTS, (LABELS, threshold, flags.get("flat_ner", flags.get("flat", True)), multi))
+             for threshold, flags, multi in GLINER_CASES]
+    predictions = build_with_package([model_request(root / "gliner", MODELS["first"], cases, seed=4)])[0]
+    tagger, _ = zoo.entity_tagger(root / "ner")
+    specs = [spec_from_folder("gliner", root / "gliner"), spec_from_folder("ner", tagger)]
+    with LiveServer(Engine(specs, EngineConfig(device="cpu", dtype="float32"))) as live:
+        yield live, predictions
+
+
+@pytest.mark.parametrize("case", range(len(GLINER_CASES)))
+def test_gliner_extract_over_http_matches_the_package(gliner_server, case):
+    from tests.engine.test_gliner_parity import LABELS, TEXTS
+
+    live, predictions = gliner_server
+    _, flags, multi_label = GLINER_CASES[case]
+    expected = predictions[case]
+    body = {"model": "gliner", "inputs": TEXTS, "labels": LABELS, "threshold": expected["threshold"],
+            "multi_label": multi_label, **flags}
+    response = httpx.post(live.url + "/v1/extract", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert len(results) == len(TEXTS) and response.json()["usage"]["input_tokens"] > 0
+    order = lambda e: (e["start"], e["end"], e["label"])
+    for result, want in zip(results, expected["entities"]):
+        got, want = sorted(result["entities"], key=order), sorted(want, key=order)
+        assert [(e["label"], e["text"], e["start"], e["end"]) for e in got] == \
+               [(e["label"], e["text"], e["start"], e["end"]) for e in want]
+        assert [e["score"] for e in got] == pytest.approx([e["score"] for e in want], abs=1e-4)
+
+
+@pytest.mark.parametrize("body,status,fragment", [
+    ({"model": "gliner", "inputs": ["text"]}, 422, "send `labels`"),
+    ({"model": "gliner", "inputs": ["text"], "labels": ["a"], "threshold": 2}, 422, "threshold"),
+    ({"model": "gliner", "inputs": ["text"], "labels": ["a"], "flat": True, "flat_ner": False}, 422, "send one"),
+    ({"model": "gliner", "inputs": ["text"], "labels": [f"l{i}" for i in range(65)]}, 413, "limit is 64"),
+    ({"model": "ner", "inputs": ["text"], "labels": ["person"]}, 422, "labels of its own config"),
+    ({"model": "ner", "inputs": ["text"], "threshold": 0.3}, 422, "labels of its own config"),
+])
+def test_bad_extract_requests_are_clear_4xx(gliner_server, body, status, fragment):
+    live, _ = gliner_server
+    response = httpx.post(live.url + "/v1/extract", json=body, timeout=60)
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["error"]["message"]
+
+
+def test_models_say_gliner_takes_labels(gliner_server):
+    live, _ = gliner_server
+    models = {m["id"]: m for m in httpx.get(live.url + "/v1/models", timeout=10).json()["data"]}
+    assert models["gliner"]["labels_at_request"] is True and models["gliner"]["capabilities"] == ["extract"]
+    assert models["ner"]["labels_at_request"] is False
