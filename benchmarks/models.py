@@ -1,4 +1,5 @@
-"""Reranking and ColBERT: Shoal against sentence-transformers' CrossEncoder and PyLate, same inputs.
+"""Reranking, ColBERT and GLiNER: Shoal against sentence-transformers' CrossEncoder, PyLate and the
+gliner package, same inputs.
 
 Workloads (from the corpus of benchmarks/corpus.py, 2,000 texts by default):
   - rerank: `--queries` query-like texts (default 20), each scored against 100 passages (a
@@ -10,18 +11,30 @@ Workloads (from the corpus of benchmarks/corpus.py, 2,000 texts by default):
       * PyLate `ColBERT.encode(texts, is_query=False, batch_size=32)` (float32)
       * Shoal's engine in process, one `engine.encode("colbert", texts, output="multivector",
         input_type="document")` call with all texts, float32 and bfloat16
+  - gliner: the first `--gliner-passages` corpus passages (default 1,000) with 5 entity labels:
+      * the gliner package, `GLiNER.inference(passages, labels, threshold, batch_size=8)` (its
+        default batch size), float32, in its own venv (`--gliner-python`, default .gliner-venv,
+        made by scripts/install-gliner.sh) through a harness worker
+      * Shoal's engine in process, one `engine.extract("gliner", passages, labels=..., threshold=...)`
+        call, float32
 
 The models are built here from the real all-MiniLM-L6-v2 weights (there is no model hub):
   - cross-encoder: `BertForSequenceClassification.from_pretrained(minilm, num_labels=1)`, MiniLM's
     encoder with a new seeded one-logit head (the shape of cross-encoder/ms-marco-MiniLM-L6-v2);
-  - ColBERT: PyLate `models.ColBERT` over MiniLM, embedding_size=128, PyLate's other defaults.
+  - ColBERT: PyLate `models.ColBERT` over MiniLM, embedding_size=128, PyLate's other defaults;
+  - GLiNER: the gliner package's uni-encoder span model over MiniLM (its defaults: markerV0 spans
+    up to 12 words, hidden size 512, one LSTM layer, first-subtoken pooling), seeded new layers,
+    built and saved (safetensors) by the gliner worker and loaded back by it as a user would. Its
+    threshold keeps about 10% of the spans a flat decoding finds at threshold 0 on 50 passages, so
+    that decoding has a realistic few entities per passage to sort out.
 
-Everything runs in this process (PyLate's reference is the in-memory model that saved the
-folder), in interleaved rounds through benchmarks/harness.py. Real tokens (pairs with their
+Everything but the gliner package runs in this process (PyLate's reference is the in-memory model
+that saved the folder), in interleaved rounds through benchmarks/harness.py. Real tokens (pairs with their
 special tokens; ColBERT documents with the [D] prefix, after truncation; no padding) are
 counted once with Shoal's tokenizers and must equal each Shoal run's `input_tokens`.
 Agreement with the float32 peer: rerank, max-abs score difference and same top-1 passage;
-ColBERT, equal vector counts, max-abs difference and minimum cosine.
+ColBERT, equal vector counts, max-abs difference and minimum cosine; GLiNER, the passages whose
+entities (label, character offsets) are identical and the max-abs score difference.
 
     python benchmarks/models.py             # full run, writes results/models-cpu.{json,md,png}
     python benchmarks/models.py --quick     # 4 queries, 200 texts, one round; writes nothing unless --save
@@ -56,6 +69,9 @@ COLBERT_DIM = 128
 HEAD_SEED = 0
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 TARGETS = {"rerank-engine-float32": ("rerank-st-float32", 1.2), "colbert-engine-float32": ("colbert-pylate", 1.2)}
+GLINER_LABELS = ["person", "organization", "location", "date", "event"]
+GLINER_PEER_BATCH = 8  # GLiNER.inference's default
+GLINER_SHARE = 0.10  # the threshold keeps this share of the flat decoding's spans at threshold 0
 
 
 @dataclass
@@ -69,14 +85,16 @@ class Workload:
 
 @dataclass
 class Runner:
-    """One system of one workload: `call(warm)` runs it, returning its outputs and tokens."""
+    """One system of one workload: `call(warm)` runs it, returning its outputs and tokens;
+    or `worker` runs it in its own process (its first round returns the outputs)."""
     key: str
     workload: str
     label: str
     kind: str  # peer | engine
     dtype: str
     shape: str
-    call: object
+    call: object = None
+    worker: harness.Worker | None = None
 
 
 # ---- the models ---------------------------------------------------------------------------
@@ -119,6 +137,39 @@ def build_colbert(base: Path, folder: Path):
     return folder, model
 
 
+class GlinerPeer:
+    """The gliner package in its own venv, as a harness.Worker target: builds the benchmark's
+    GLiNER over MiniLM once (seeded), saves it for Shoal, loads it back, picks the threshold
+    (see the module doc), then runs `inference` over the passages each round (the entities of
+    the first round come back for the agreement)."""
+
+    def __init__(self, base: str, folder: str, texts: list[str], labels: list[str], batch_size: int, seed: int):
+        import warnings
+
+        from gliner import GLiNER
+        from gliner.config import GLiNERConfig
+
+        warnings.simplefilter("ignore")  # "new embeddings initialized ...": new tokens are the point here
+        torch.manual_seed(seed)
+        built = GLiNER.from_config(GLiNERConfig(model_name=base), backbone_from_pretrained=True, local_files_only=True)
+        built.save_pretrained(folder, safe_serialization=True)
+        self.model = GLiNER.from_pretrained(folder, local_files_only=True)
+        self.texts, self.labels, self.batch_size = texts, labels, batch_size
+        found = self.model.inference(texts[:50], labels, threshold=0.0)
+        scores = sorted((e["score"] for entities in found for e in entities), reverse=True)
+        keep = max(1, int(len(scores) * GLINER_SHARE))
+        self.threshold = (scores[keep - 1] + scores[keep]) / 2  # between two scores: float noise cannot decide
+
+    def info(self) -> dict:
+        from importlib import metadata
+
+        return {"threshold": self.threshold, "gliner": metadata.version("gliner")}
+
+    def run(self, round_: int) -> dict:
+        found = self.model.inference(self.texts, self.labels, threshold=self.threshold, batch_size=self.batch_size)
+        return {"entities": found} if round_ == 1 else {}
+
+
 # ---- agreement --------------------------------------------------------------------------
 def rerank_agreement(scores: list[np.ndarray], reference: list[np.ndarray]) -> tuple[float, str]:
     diff = max(float(np.abs(a - b).max()) for a, b in zip(scores, reference))
@@ -138,6 +189,20 @@ def colbert_agreement(vectors: list[np.ndarray], reference: list[np.ndarray]) ->
     return (diff if not bad_shapes else float("inf")), f"{shapes}; max-abs {diff:.2e}; min cosine {cos:.6f}"
 
 
+def gliner_agreement(found: list, reference: list) -> tuple[float, str]:
+    """Entities as (label, start, end) per passage, identical or not; max-abs score difference
+    over the identical ones."""
+    same, diff, entities = 0, 0.0, sum(len(r) for r in reference)
+    for ours, theirs in zip(found, reference):
+        key = sorted((e["label"], e["start"], e["end"], e["score"]) for e in ours)
+        want = sorted((e["label"], e["start"], e["end"], e["score"]) for e in theirs)
+        if [k[:3] for k in key] == [w[:3] for w in want]:
+            same += 1
+            diff = max([diff] + [abs(k[3] - w[3]) for k, w in zip(key, want)])
+    text = f"same entities in {same}/{len(reference)} passages ({entities:,} entities); max-abs {diff:.2e}"
+    return (diff if same == len(reference) else float("inf")), text
+
+
 # ---- the systems --------------------------------------------------------------------------
 def engine_for(name: str, folder: Path, dtype: str, loop: asyncio.AbstractEventLoop):
     from engine import Engine, EngineConfig, spec_from_folder
@@ -148,7 +213,7 @@ def engine_for(name: str, folder: Path, dtype: str, loop: asyncio.AbstractEventL
     return engine
 
 
-def runners(args, inputs: dict, folders: dict, colbert_model, loop, engines: list) -> list[Runner]:
+def runners(args, inputs: dict, folders: dict, colbert_model, gliner_peer, loop, engines: list) -> list[Runner]:
     """Every system of the chosen workloads, built and ready; `engines` collects what to stop."""
     queries, passages = inputs["rerank"]
     texts = inputs["colbert"]
@@ -199,6 +264,20 @@ def runners(args, inputs: dict, folders: dict, colbert_model, loop, engines: lis
 
             found.append(Runner(f"colbert-engine-{dtype}", "colbert", "Shoal engine (in process)", "engine", dtype,
                                 "one encode(multivector, document) call with all texts", encode))
+    if "gliner" in args.workloads:
+        passages, threshold = inputs["gliner"], gliner_peer.info["threshold"]
+        found.append(Runner("gliner-package", "gliner", f"gliner {gliner_peer.info['gliner']} (own venv)", "peer",
+                            "float32", f"inference(threshold, batch_size={GLINER_PEER_BATCH})", worker=gliner_peer))
+        engine = engine_for("gliner", folders["gliner"], "float32", loop)
+        engines.append(engine)
+
+        def extract(warm: bool):
+            result = loop.run_until_complete(engine.extract("gliner", passages[:16] if warm else passages,
+                                                            labels=GLINER_LABELS, threshold=threshold))
+            return [[vars(e) for e in entities] for entities in result.entities], result.input_tokens
+
+        found.append(Runner("gliner-engine-float32", "gliner", "Shoal engine (in process)", "engine", "float32",
+                            "one extract(labels, threshold) call with all passages", extract))
     return found
 
 
@@ -235,10 +314,15 @@ def measure(bench: harness.Bench, found: list[Runner], workloads: dict) -> tuple
             return {}
         return harness.InProcess(r.key, run)
 
+    def keep_entities(worker, record: dict) -> None:  # a worker's outputs stay out of the results files
+        if "entities" in record:
+            outputs.setdefault(worker.key, record.pop("entities"))
+
     for r in found:
-        bench.log("warming", system=r.key)
-        r.call(True)
-    records = bench.interleave([system(r) for r in found])
+        if r.worker is None:  # workers are warm from their start
+            bench.log("warming", system=r.key)
+            r.call(True)
+    records = bench.interleave([r.worker or system(r) for r in found], on_run=keep_entities)
     return records, outputs
 
 
@@ -256,7 +340,7 @@ def rows_of(found: list[Runner], records: dict, outputs: dict, workloads: dict) 
                "cores": harness.spread([x["cores"] for x in runs]),
                "others_cores": harness.spread([x["others_cores"] for x in runs]),
                "peer": (same_class or [reference])[0].key}
-        check = rerank_agreement if r.workload == "rerank" else colbert_agreement
+        check = {"rerank": rerank_agreement, "colbert": colbert_agreement, "gliner": gliner_agreement}[r.workload]
         row["max_abs"], row["agreement"] = ((0.0, "reference") if r is reference
                                             else check(outputs[r.key], outputs[reference.key]))
         rows.append(row)
@@ -286,12 +370,14 @@ def report(bench, rows, found, workloads, corpus, models, parity) -> list[str]:
     for w in workloads.values():
         body.append(f"- {w.name}: {w.description}; {w.real_tokens:,} real tokens ({w.real_tokens / w.items:.1f} per "
                     f"{w.unit[:-1]}; special tokens counted, no padding), equal to each Shoal run's `input_tokens`.")
-    body += ["", bench.method_line() + " All systems in this process.", "",
+    body += ["", bench.method_line() + " All systems in this process but the gliner package (a worker in its own venv).",
+             "",
              ("Ratios: the row's median over the median of the peer in the same precision (float32 rows against the "
               "float32 peer, bfloat16 rows against the bfloat16 peer where there is one; PyLate runs float32 only, so "
               "the ColBERT bfloat16 rows are against it, as marked). Agreement is always against the float32 peer: "
               "rerank, max-abs difference of the sigmoid scores over all pairs and queries with the same top passage; "
-              "ColBERT, equal vector counts, max-abs difference and minimum cosine over all token vectors."), ""]
+              "ColBERT, equal vector counts, max-abs difference and minimum cosine over all token vectors; GLiNER, "
+              "passages with identical entities (label, offsets) and the max-abs difference of their scores."), ""]
     cells = []
     for r in rows:
         ratio = "reference" if r["peer"] == r["key"] else f"{r['vs_peer']:.2f}x {r['peer']}"
@@ -313,14 +399,15 @@ def plot(rows: list[dict], bench: harness.Bench):
     def draw(path: Path) -> None:
         bars = [{"label": f"{r['workload']}: {r['key']}", "spread": r["tokens_per_s"], "group": r["kind"]}
                 for r in rows]
-        harness.bar_chart(path, f"Rerank and ColBERT, {bench.facts['cpu']['model']}, {bench.args.threads} threads",
+        harness.bar_chart(path, f"Rerank, ColBERT and GLiNER, {bench.facts['cpu']['model']}, {bench.args.threads} threads",
                           bars, "real tokens per second (bar: median, whiskers: min-max over rounds)",
                           f"commit {bench.facts['git']['short']}, {bench.facts['date']}")
     return draw
 
 
-def prepare(args, corpus, scratch: Path, loop) -> tuple[dict, dict, dict, object, dict, str | None]:
-    """Builds the models and the workloads' inputs; counts their real tokens."""
+def prepare(args, corpus, scratch: Path, loop) -> tuple[dict, dict, dict, object, object, dict, str | None]:
+    """Builds the models (the GLiNER one in its worker, which stays up as the peer) and the
+    workloads' inputs; counts their real tokens."""
     from engine import default_model_spec, spec_from_folder
     from engine.colbert import ColbertTokenizer
     from engine.tokenize import TextTokenizer
@@ -333,8 +420,8 @@ def prepare(args, corpus, scratch: Path, loop) -> tuple[dict, dict, dict, object
     queries = all_queries[:args.queries]
     passages = [random.Random(args.seed * 1000 + i).sample(all_passages, PASSAGES_PER_QUERY)
                 for i in range(len(queries))]
-    inputs = {"rerank": (queries, passages), "colbert": corpus.texts}
-    workloads, folders, models, colbert_model, parity = {}, {}, {}, None, None
+    inputs = {"rerank": (queries, passages), "colbert": corpus.texts, "gliner": all_passages[:args.gliner_passages]}
+    workloads, folders, models, colbert_model, gliner_peer, parity = {}, {}, {}, None, None, None
     if "rerank" in args.workloads:
         folders["rerank"] = build_cross_encoder(base, scratch / "rerank")
         spec = spec_from_folder("rerank", folders["rerank"])
@@ -360,7 +447,39 @@ def prepare(args, corpus, scratch: Path, loop) -> tuple[dict, dict, dict, object
         models["colbert"] = (f"ColBERT = PyLate models.ColBERT(MiniLM-L6, embedding_size={COLBERT_DIM}), query_length "
                              f"{spec.colbert.query_length}, document_length {spec.colbert.document_length}")
         parity = query_parity(colbert_model, folders["colbert"], all_queries, loop)
-    return inputs, workloads, folders, colbert_model, models, parity
+    if "gliner" in args.workloads:
+        gliner_peer, workloads["gliner"], models["gliner"] = prepare_gliner(args, base, inputs["gliner"], scratch)
+        folders["gliner"] = scratch / "gliner"
+    return inputs, workloads, folders, colbert_model, gliner_peer, models, parity
+
+
+def prepare_gliner(args, base: Path, passages: list[str], scratch: Path) -> tuple[harness.Worker, Workload, str]:
+    """The gliner worker (it builds and saves the model), and the workload's real tokens:
+    Shoal's windows (one per passage: none is longer than the backbone reads), each the label
+    prompt and the passage's words with the special tokens, as the package tokenises them."""
+    from engine import spec_from_folder
+    from engine.gliner import GlinerTokenizer
+
+    if not Path(args.gliner_python).exists():
+        raise SystemExit(f"no gliner environment at {args.gliner_python}: run scripts/install-gliner.sh")
+    folder = scratch / "gliner"
+    peer = harness.Worker("gliner-package", "benchmarks.models:GlinerPeer",
+                          {"base": str(base), "folder": str(folder), "texts": passages, "labels": GLINER_LABELS,
+                           "batch_size": GLINER_PEER_BATCH, "seed": HEAD_SEED},
+                          args.threads, python=args.gliner_python)
+    spec = spec_from_folder("gliner", folder)
+    items = GlinerTokenizer(spec.path, spec.gliner, spec.max_length).encode(passages, GLINER_LABELS)
+    if len(items) != len(passages):
+        raise SystemExit("a passage needs more than one window: the package would cut it; use shorter passages")
+    lengths = [len(item.ids) for item in items]
+    workload = Workload("gliner", len(passages), "passages", sum(lengths),
+                        f"the first {len(passages)} corpus passages, labels {GLINER_LABELS}, threshold "
+                        f"{peer.info['threshold']:.4f}; length with the label prompt mean {statistics.mean(lengths):.1f}, "
+                        f"max {max(lengths)} tokens (max length {spec.max_length})")
+    model = (f"GLiNER = gliner {peer.info['gliner']} uni-encoder span model over MiniLM-L6 (markerV0, max_width "
+             f"{spec.gliner.max_width}, hidden {spec.gliner.hidden_size}, {spec.gliner.rnn_layers} LSTM layer, "
+             f"{spec.gliner.subtoken_pooling}-subtoken pooling; seeded new layers)")
+    return peer, workload, model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -368,7 +487,10 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--texts", type=int, default=None, help="corpus size (default 2000; 200 with --quick)")
     parser.add_argument("--queries", type=int, default=None, help="rerank queries, 100 passages each (default 20; 4)")
-    parser.add_argument("--workloads", default="rerank,colbert", help="comma-separated: rerank, colbert")
+    parser.add_argument("--workloads", default="rerank,colbert,gliner", help="comma-separated: rerank, colbert, gliner")
+    parser.add_argument("--gliner-passages", type=int, default=None, help="GLiNER passages (default 1000; 100 quick)")
+    parser.add_argument("--gliner-python", default=str(ROOT / ".gliner-venv" / "bin" / "python"),
+                        help="the gliner package's venv python (scripts/install-gliner.sh)")
     parser.add_argument("--engine-dtypes", default="float32,bfloat16", help="engine dtypes (default float32,bfloat16)")
     parser.add_argument("--peer-dtypes", default="float32,bfloat16", help="CrossEncoder dtypes (default both)")
     parser.add_argument("--seed", type=int, default=0, help="corpus and passage-sampling seed")
@@ -377,6 +499,7 @@ def main(argv: list[str] | None = None) -> None:
     bench = harness.Bench("models", args, argv, packages=(*harness.PACKAGES, "pylate"))
     args.texts = args.texts or (200 if args.quick else 2000)
     args.queries = args.queries or (4 if args.quick else 20)
+    args.gliner_passages = args.gliner_passages or (100 if args.quick else 1000)
     args.workloads, args.engine_dtypes = args.workloads.split(","), args.engine_dtypes.split(",")
     args.peer_dtypes = args.peer_dtypes.split(",")
     torch.set_num_threads(args.threads)
@@ -387,21 +510,25 @@ def main(argv: list[str] | None = None) -> None:
     loop = asyncio.new_event_loop()
     scratch = Path(tempfile.mkdtemp(prefix="shoal-models-bench-"))
     engines: list = []
+    gliner_peer = None
     try:
-        inputs, workloads, folders, colbert_model, models, parity = prepare(args, corpus, scratch, loop)
+        inputs, workloads, folders, colbert_model, gliner_peer, models, parity = prepare(args, corpus, scratch,
+                                                                                           loop)
         bench.log("prepared", **{w.name: w.real_tokens for w in workloads.values()}, parity=parity)
-        found = runners(args, inputs, folders, colbert_model, loop, engines)
+        found = runners(args, inputs, folders, colbert_model, gliner_peer, loop, engines)
         records, outputs = measure(bench, found, workloads)
     finally:
         for engine in engines:
             loop.run_until_complete(engine.stop())
+        if gliner_peer is not None:
+            gliner_peer.close()
         shutil.rmtree(scratch, ignore_errors=True)
     rows = rows_of(found, records, outputs, workloads)
     found_checks = checks(rows)
     data = {"models": models, "dataset": {"description": corpus.describe(), "seed": corpus.seed, **corpus.stats},
             "workloads": {k: vars(w) for k, w in workloads.items()}, "method": bench.method(),
             "colbert_query_parity": parity, "results": rows, "checks": found_checks, "rounds": records}
-    bench.write(data, "Reranking and ColBERT: Shoal and sentence-transformers CrossEncoder / PyLate (cpu)",
+    bench.write(data, "Reranking, ColBERT and GLiNER: Shoal and sentence-transformers CrossEncoder / PyLate / gliner (cpu)",
                 report(bench, rows, found_checks, workloads, corpus, models, parity), plot(rows, bench))
 
 
