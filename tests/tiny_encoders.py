@@ -149,3 +149,24 @@ def assert_head_parity(folder: Path, family: str, task: str, max_length: int) ->
             expected = reference(input_ids=torch.tensor([sequence])).logits[0].numpy()
             got = ours[i] if task == "sequence_classification" else ours[int(batch.cu_seqlens[i]):int(batch.cu_seqlens[i + 1])]
             np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4, err_msg=f"sequence {i}")
+
+
+def tiny_deberta(folder: Path, task: str = "base", num_labels: int = 3, seed: int = 0, **config) -> Path:
+    """A DeBERTa-v2/v3 of any shape (`config`: DebertaV2Config fields over small defaults).
+    Weights are drawn wider than init's 0.02 so attention is far from uniform and the
+    position terms move the scores; the relative table too, which LayerNorm would
+    otherwise hide when norm_rel_ebd is "none"."""
+    import transformers
+    from transformers import DebertaV2Config
+
+    fields = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=64, max_position_embeddings=512, initializer_range=0.15)
+    fields.update(config)
+    torch.manual_seed(seed)
+    model_config = DebertaV2Config(num_labels=num_labels, **fields)
+    model = getattr(transformers, "DebertaV2" + TASK_SUFFIX[task])(model_config).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("rel_embeddings.weight"):
+                parameter.normal_(0.0, 1.0)
+    return _save(model, folder)

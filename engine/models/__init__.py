@@ -32,11 +32,13 @@ FAMILIES = {
     "Camembert": "xlm_roberta:XLMRobertaEncoder",
     "ModernBert": "modernbert:ModernBertEncoder",
     "Qwen3": "qwen3:Qwen3Encoder",
+    "DebertaV2": "deberta:DebertaV2Encoder",  # DeBERTa v1 ("deberta") runs through the fallback
 }
 
 BY_MODEL_TYPE = {
     "bert": "Bert", "distilbert": "DistilBert", "mpnet": "MPNet", "xlm-roberta": "XLMRoberta",
     "roberta": "Roberta", "camembert": "Camembert", "modernbert": "ModernBert", "qwen3": "Qwen3",
+    "deberta-v2": "DebertaV2",
 }
 
 
