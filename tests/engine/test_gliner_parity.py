@@ -3,7 +3,8 @@ builds and saves (tests/gliner_builder.py, run in the package's own environment,
 .gliner-venv, made by `make install-dev`): the same entities (labels, character offsets,
 text) and scores within 1e-4, flat and nested, single- and multi-label, at thresholds that
 keep all or some spans, for every subtoken pooling, with and without the LSTM and the
-backbone projection; long texts in windows; the variants that are refused."""
+backbone projection, on BERT and DeBERTa-v3 backbones; long texts in windows; the variants
+that are refused."""
 
 from __future__ import annotations
 
@@ -39,6 +40,10 @@ CASES = [(LABELS, 0.0, True, False), (LABELS, "median", True, False), (LABELS, "
          (LABELS, 0.0, False, True), (LABELS, "median", True, True), (["location"], "median", True, False)]
 BERT = {"model_type": "bert", "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
         "intermediate_size": 64, "max_position_embeddings": 512}
+# GLiNER's usual backbone, in DeBERTa-v3's shape (relative positions only, shared keys, log buckets)
+DEBERTA_V3 = {**BERT, "model_type": "deberta-v2", "relative_attention": True, "position_buckets": 256,
+              "norm_rel_ebd": "layer_norm", "share_att_key": True, "pos_att_type": ["p2c", "c2p"],
+              "position_biased_input": False, "max_relative_positions": -1, "type_vocab_size": 0, "layer_norm_eps": 1e-7}
 # GLiNER settings per model: the package's default (first subtoken, one LSTM layer), each other
 # pooling, no LSTM or two layers, a backbone projection (hidden_size differs from the backbone's)
 MODELS = {
@@ -47,7 +52,9 @@ MODELS = {
              "embed_ent_token": False},
     "last": {"max_width": 5, "hidden_size": 16, "num_rnn_layers": 2, "subtoken_pooling": "last"},
     "max": {"max_width": 4, "hidden_size": 32, "subtoken_pooling": "max"},
+    "deberta-v3": {"max_width": 4, "hidden_size": 24},
 }
+BACKBONES = {"deberta-v3": DEBERTA_V3}  # the others: BERT
 WINDOW_WORDS = 12  # max_len of the windows model: the package keeps that many words of a text
 LONG = ("Alice Smith of Acme Corp met Bob Jones in Paris on Monday, and later Carol King flew to Berlin, "
         "where the Globex board and Dr. Dan Brown signed a deal worth $5m with Initech on 2 June 2022; "
@@ -85,7 +92,8 @@ def window_texts(text: str, words: int) -> tuple[list[str], list[int]]:
 def built(tmp_path_factory):
     """Every model built and queried by the package in one run: {name: (folder, predictions)}."""
     root = tmp_path_factory.mktemp("gliner")
-    requests = {name: model_request(root / name, settings, [(TEXTS, case) for case in CASES], seed)
+    requests = {name: model_request(root / name, settings, [(TEXTS, case) for case in CASES], seed,
+                                    BACKBONES.get(name, BERT))
                 for seed, (name, settings) in enumerate(MODELS.items())}
     pieces, _ = window_texts(LONG, WINDOW_WORDS)
     requests["windows"] = model_request(root / "windows", {"max_width": 4, "hidden_size": 24,
