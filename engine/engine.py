@@ -117,7 +117,12 @@ class Engine:
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         device_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-device")
-        load_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-load")
+        # One torch thread for loads: OpenMP teams of the loader and the device thread would
+        # otherwise share the cores and wait on each other's barriers (a load of a tiny model
+        # took seconds beside forward passes; oneDNN weight packing 8 ms per matrix even idle).
+        # The setting is per thread: the device thread keeps all its threads.
+        load_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-load", initializer=torch.set_num_threads,
+                                         initargs=(1,))
         self._tokenize_threads = ThreadPoolExecutor(self.config.tokenizer_threads, thread_name_prefix="shoal-tokenize")
         self._threads = [device_thread, load_thread, self._tokenize_threads]
         self.pool.executor = load_thread

@@ -63,6 +63,9 @@ class PoolEntry:
     last_used: float | None = None  # wall-clock seconds
     leases: int = 0
     loading: asyncio.Future | None = None
+    # loaded and not yet leased: a swap for another model must not evict it while it has
+    # queued work, or two cold models with waiting requests evict each other for ever
+    fresh: bool = False
 
     @property
     def pinned(self) -> bool:
@@ -136,6 +139,7 @@ class ModelPool:
         served = await self.ensure(name)
         entry = self.entries[name]
         entry.leases += 1
+        entry.fresh = False
         entry.last_used = time.time()
         return served
 
@@ -238,7 +242,7 @@ class ModelPool:
             self.observer.model_load_failed(name)
             self._notify()
             raise ModelLoadError(entry.error) from error
-        entry.served, entry.state, entry.error = served, "resident", None
+        entry.served, entry.state, entry.error, entry.fresh = served, "resident", None, True
         entry.spec = served.spec  # a folder fixed or replaced since was read again by the load
         # count what actually loaded (a folder unreadable at start-up had no size estimate)
         entry.bytes = max(footprint(served.spec, self.element_size), footprint_of_loaded(served))
@@ -265,9 +269,11 @@ class ModelPool:
 
     def _victims(self, queued: Collection[str] = ()) -> list[PoolEntry]:
         """Evictable resident models, first to go first: idle ones before ones with queued
-        work, least recently used first."""
+        work, least recently used first. A model loaded for queued work is not evictable
+        until it has run a batch (each swap buys at least one batch)."""
         candidates = [e for e in self.entries.values()
-                      if e.state == "resident" and e.leases == 0 and not e.pinned]
+                      if e.state == "resident" and e.leases == 0 and not e.pinned
+                      and not (e.fresh and e.spec.name in queued)]
         return sorted(candidates, key=lambda e: (e.spec.name in queued, e.last_used or 0.0))
 
     def _plan_eviction(self, needed: int, queued: Collection[str] = ()) -> list[PoolEntry] | None:

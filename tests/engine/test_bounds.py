@@ -219,3 +219,20 @@ async def test_a_drain_waits_for_calls_in_progress_then_stop_answers_what_is_lef
         await asyncio.wait_for(stranded, 1.0)  # answered, not left hanging
     with pytest.raises(NotReady):
         await engine.encode("c", TEXTS)  # and nothing new is accepted
+
+
+async def test_two_cold_models_that_fit_only_one_at_a_time_are_both_served(folders, references):
+    """Each load is for queued work; the other model's swap must not evict it before that
+    work runs (they used to evict each other for ever, serving nobody)."""
+    specs = _specs(folders)
+    sizes = {spec.name: footprint(spec, 4) for spec in specs}
+    engine = Engine(specs, EngineConfig(device="cpu", dtype="float32", memory_budget=max(sizes.values()),
+                                        host_cache=0, swap_age_seconds=0.0))
+    await engine.start()
+    try:
+        calls = [engine.encode(name, TEXTS) for name in ("a", "b", "a", "b", "c", "a")]
+        results = await asyncio.wait_for(asyncio.gather(*calls), 60)
+    finally:
+        await engine.stop()
+    for name, result in zip(("a", "b", "a", "b", "c", "a"), results):
+        np.testing.assert_allclose(result.embeddings, references[name], atol=1e-5)
