@@ -135,7 +135,11 @@ class ModelPool:
 
     # ---- leases --------------------------------------------------------------------
     async def acquire(self, name: str) -> ServedModel:
-        """The resident model, loading it first if needed; leased until `release`."""
+        """The resident model, loading it first if needed; leased until `release`. A batch
+        finding its model resident is a lookup `hit`; a load started for one is a `host`
+        or `miss` lookup (counted in begin_load)."""
+        if self.entries[name].state == "resident":
+            self.observer.pool_lookup("hit")
         served = await self.ensure(name)
         entry = self.entries[name]
         entry.leases += 1
@@ -158,19 +162,13 @@ class ModelPool:
         times out here goes on in the background."""
         entry = self.entries[name]
         deadline = None if timeout is None else time.monotonic() + timeout
-        looked = False
         while entry.state != "resident":
             if entry.loading is None:
                 self.check_loadable(name, retry_now)
-                if not looked:
-                    self.observer.pool_lookup("host" if entry.state == "host" else "miss")
-                    looked = True
                 if self.begin_load(name, queued) is None:  # busy models hold the room: wait for a lease to end
                     await self._wait(self.changed(), deadline, name, "room")
                     continue
             await self._wait(asyncio.shield(entry.loading), deadline, name, "its load")
-        if not looked:
-            self.observer.pool_lookup("hit")
         return entry.served
 
     async def _wait(self, awaitable, deadline: float | None, name: str, what: str):
@@ -215,6 +213,7 @@ class ModelPool:
         victims = self._plan_eviction(entry.bytes, queued)
         if victims is None:
             return None
+        self.observer.pool_lookup("host" if entry.state == "host" else "miss")
         from_host, previous_state = entry.state == "host", entry.state
         entry.state = "loading"
         parked = [served for victim in victims if (served := self._evict(victim, "lru")) is not None]

@@ -76,6 +76,11 @@ def test_zipf_traffic_over_eight_models_with_room_for_two(swap_server):
                                                  metrics, re.M))
     assert evictions > 0
     assert re.search(r'^shoal_model_loads_total\{model="m\d",source="host"\} [1-9]', metrics, re.M)
+    lookups = {kind: float(value) for kind, value in
+               re.findall(r'^shoal_pool_lookups_total\{result="(\w+)"\} (\S+)', metrics, re.M)}
+    loads = sum(float(v) for v in re.findall(r'^shoal_model_loads_total\{[^}]*\} (\S+)', metrics, re.M))
+    assert lookups["hit"] > 0 and lookups["miss"] > 0 and lookups["host"] > 0
+    assert lookups["miss"] + lookups["host"] >= loads  # every load was counted as a lookup that missed
     resident = float(re.search(r"^shoal_models_resident (\S+)", metrics, re.M).group(1))
     assert resident <= 2
     states = {m["id"]: m for m in httpx.get(live.url + "/v1/models").json()["data"]}
