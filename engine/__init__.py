@@ -17,7 +17,8 @@ from .api import (
     Scored,
     ServerInfo,
 )
-from .catalog import DEFAULT_MODEL_NAME, default_model_spec, load_catalog, parse_model_argument, spec_from_reference
+from .catalog import (DEFAULT_MODEL_NAME, default_model_spec, describe_model, load_catalog, parse_model_argument,
+                      spec_from_reference)
 from .errors import (
     Conflict,
     DeadlineExceeded,
@@ -40,7 +41,8 @@ __all__ = [
     "DEFAULT_MODEL_NAME", "Classified", "Conflict", "DeadlineExceeded", "Encoded", "Engine", "EngineAPI",
     "EngineConfig", "EngineError", "EngineObserver", "Extracted", "InputTooLarge", "InputTooLong", "InvalidInput",
     "LoadTimeout", "ModelLoadError", "ModelNotFound", "ModelSpec", "ModelStatus", "NoRoom", "NotReady", "Overloaded",
-    "PoolStats", "Scored", "ServerInfo", "TooManyInputs", "UnsupportedOutput", "default_model_spec", "load_catalog",
+    "PoolStats", "Scored", "ServerInfo", "TooManyInputs", "UnsupportedOutput", "default_model_spec", "describe_model",
+    "load_catalog",
     "parse_model_argument", "spec_from_folder", "spec_from_reference",
 ]
 

@@ -74,3 +74,26 @@ def load_catalog(path: str | Path) -> list[ModelSpec]:
             raise ValueError(f"{path}: model {name!r} needs `path` or `source`")
         specs.append(spec_from_reference(name, str(reference), entry))
     return specs
+
+
+def describe_model(name: str, path_or_id: str) -> dict:
+    """What `shoal serve` would make of a folder or cached hub id, read without loading its
+    weights: implementation, task, outputs, sizes, and the reason it cannot serve if so."""
+    from .models import native_family
+    from .tasks import TASKS
+
+    spec = spec_from_reference(name, path_or_id)
+    if spec.problem and not spec.config:  # nothing could be read: no fields to guess
+        return {"name": spec.name, "source": path_or_id, "can_serve": False, "problem": spec.problem}
+    family = native_family(spec.model_type, spec.architectures)
+    return {
+        "name": spec.name, "source": spec.source or str(spec.path), "model_type": spec.model_type or None,
+        "architectures": list(spec.architectures),
+        "implementation": f"native ({family})" if family else "transformers fallback (padded, slower)",
+        "task": spec.task, "outputs": list(spec.capabilities),
+        "labels": "given per request" if TASKS[spec.task].labels_at_request else list(spec.labels) or None,
+        "dimension": spec.dimension or None, "max_length": spec.max_length, "pooling": spec.pooling,
+        "normalize": spec.normalize, "prompts": spec.prompts or None, "parameters": spec.parameter_count,
+        "weights_bytes": {"float32": spec.parameter_count * 4, "bfloat16": spec.parameter_count * 2},
+        "can_serve": spec.problem is None, "problem": spec.problem,
+    }

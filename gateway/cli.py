@@ -16,6 +16,7 @@ from engine import (
     EngineError,
     ModelSpec,
     default_model_spec,
+    describe_model,
     load_catalog,
     parse_model_argument,
     spec_from_reference,
@@ -160,30 +161,10 @@ def listen(host: str, port: int) -> socket.socket:
 
 def inspect(args: argparse.Namespace) -> None:
     """What Shoal makes of a model folder or cached hub id, without loading its weights."""
-    from engine.models import native_family
-    from engine.tasks import TASKS
-
     logging.getLogger("shoal").setLevel(logging.CRITICAL)  # the report says it all, once
-    spec = spec_from_reference(args.name or Path(args.model.rstrip("/")).name, args.model)
-    if spec.problem and not spec.config:  # nothing could be read: no fields to guess
-        print(json.dumps({"name": spec.name, "source": args.model, "can_serve": False, "problem": spec.problem},
-                         indent=2))
-        sys.exit(1)
-    family = native_family(spec.model_type, spec.architectures)
-    report = {
-        "name": spec.name, "source": spec.source or str(spec.path), "model_type": spec.model_type or None,
-        "architectures": list(spec.architectures),
-        "implementation": f"native ({family})" if family else "transformers fallback (padded, slower)",
-        "task": spec.task, "outputs": list(spec.capabilities),
-        "labels": "given per request" if TASKS[spec.task].labels_at_request else list(spec.labels) or None,
-        "dimension": spec.dimension or None, "max_length": spec.max_length, "pooling": spec.pooling,
-        "normalize": spec.normalize, "prompts": spec.prompts or None, "parameters": spec.parameter_count,
-        "weights_bytes": {"float32": spec.parameter_count * 4, "bfloat16": spec.parameter_count * 2},
-        "can_serve": spec.problem is None,
-        "problem": spec.problem,
-    }
+    report = describe_model(args.name or Path(args.model.rstrip("/")).name, args.model)
     print(json.dumps(report, indent=2))
-    if spec.problem:
+    if not report["can_serve"]:
         sys.exit(1)
 
 
