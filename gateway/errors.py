@@ -88,9 +88,9 @@ def native_shape(error: ApiError) -> dict:
 
 class OpenAIErrorDetail(msgspec.Struct):
     message: str
-    type: str
+    type: str  # OpenAI's error types: invalid_request_error, authentication_error, ...
     param: None
-    code: int  # the HTTP status
+    code: str | None  # what went wrong, as a string (Shoal's error kind), as OpenAI's SDK reads it
 
 
 class OpenAIError(msgspec.Struct):
@@ -100,7 +100,13 @@ class OpenAIError(msgspec.Struct):
     detail: str
 
 
+# OpenAI's error `type` by status; Shoal's own kind goes in `code`
+OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error",
+                429: "rate_limit_error"}
+
+
 def openai_shape(error: ApiError) -> dict:
+    kind = OPENAI_TYPES.get(error.status, "invalid_request_error" if error.status < 500 else "api_error")
     # `detail` too: Weaviate's text2vec-jinaai module posts to this route and reads Jina's shape
-    return {"error": {"message": error.message, "type": error.kind, "param": None, "code": error.status},
+    return {"error": {"message": error.message, "type": kind, "param": None, "code": error.kind},
             "detail": error.message}

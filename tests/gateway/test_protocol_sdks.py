@@ -53,8 +53,11 @@ def test_openai_sdk_default_base64_and_float(live, minilm_spec, reference):
     with pytest.raises(openai.NotFoundError) as caught:
         client.embeddings.create(model="text-embedding-3-small", input="a")
     assert "not served" in caught.value.message
-    with pytest.raises(openai.UnprocessableEntityError):
+    # the SDK reads OpenAI's own error types and a string code
+    assert (caught.value.type, caught.value.code) == ("invalid_request_error", "model_not_found")
+    with pytest.raises(openai.UnprocessableEntityError) as caught:
         client.embeddings.create(model=MODEL, input=[])
+    assert caught.value.type == "invalid_request_error" and isinstance(caught.value.code, str)
 
 
 async def test_openai_async_sdk(live, reference):
@@ -129,9 +132,10 @@ def test_sdks_with_api_keys(minilm_spec, minilm_reference):
         good = openai.OpenAI(base_url=server.url + "/v1", api_key="secret-key", max_retries=0)
         _close([good.embeddings.create(model=MODEL, input="a").data[0].embedding],
                minilm_reference.encode(["a"], normalize_embeddings=True))
-        with pytest.raises(openai.AuthenticationError):
+        with pytest.raises(openai.AuthenticationError) as caught:
             openai.OpenAI(base_url=server.url + "/v1", api_key="wrong", max_retries=0).embeddings.create(
                 model=MODEL, input="a")
+        assert (caught.value.type, caught.value.code) == ("authentication_error", "unauthorized")
         co = cohere.ClientV2(api_key="secret-key", base_url=server.url)
         _close(co.embed(model=MODEL, texts=["a"], input_type="search_query", embedding_types=["float"]).embeddings.float_,
                minilm_reference.encode_query(["a"], normalize_embeddings=True))
