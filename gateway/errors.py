@@ -38,6 +38,7 @@ def as_api_error(error: Exception) -> ApiError:
     if isinstance(error, HTTPException):
         status = error.status_code
         kind = {400: "malformed_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+                415: "unsupported_media_type",
                 413: "request_too_large"}.get(status, "http_error")
         return ApiError(status, kind, error.detail or "request failed", dict(error.headers or {}))
     log.exception("unhandled error")

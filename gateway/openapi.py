@@ -22,6 +22,7 @@ DESCRIPTIONS = {
     404: "The model is not served here",
     409: "The model is pinned or busy",
     413: "The body, the number of inputs, or their size is over the server's limits",
+    415: "The body is not JSON or msgpack (its Content-Type says so)",
     422: "Well-formed but invalid: a wrong type, a missing field, a value out of range, or an input too long "
          "with truncation off",
     429: "The queue is full; retry after the Retry-After header's seconds",
@@ -29,11 +30,11 @@ DESCRIPTIONS = {
     504: "The request's deadline (X-Shoal-Deadline-Ms) or the load timeout passed",
 }
 # A representative error kind per status, to render each example through the real shape function
-EXAMPLE_KINDS = {400: "malformed_request", 401: "unauthorized", 403: "forbidden", 404: "model_not_found", 409: "conflict", 413: "too_many_inputs",
+EXAMPLE_KINDS = {400: "malformed_request", 401: "unauthorized", 403: "forbidden", 404: "model_not_found", 409: "conflict", 413: "too_many_inputs", 415: "unsupported_media_type",
                  422: "invalid_request", 429: "overloaded", 503: "not_ready", 504: "deadline_exceeded"}
 
 # Status sets by kind of route
-INFERENCE = (400, 401, 404, 413, 422, 429, 503, 504)  # a body naming inputs for a model
+INFERENCE = (400, 401, 404, 413, 415, 422, 429, 503, 504)  # a body naming inputs for a model
 MODEL_INFO = (400, 401, 404)  # a GET naming a model in its path (Litestar counts the path parameter as a possible 400)
 LISTING = (401,)
 LOAD = (400, 401, 403, 404, 503, 504)

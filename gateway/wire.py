@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import ClientException
+from litestar.exceptions import ClientException, HTTPException
 from litestar.types import Empty
 
 MSGPACK = "application/msgpack"
@@ -21,7 +21,12 @@ class ShoalRequest(Request):
 
     async def json(self) -> Any:
         if self._json is Empty:
-            is_msgpack = self.headers.get("content-type", "").split(";")[0].strip().lower() in _MSGPACK_TYPES
+            media = self.headers.get("content-type", "").split(";")[0].strip().lower()
+            is_msgpack = media in _MSGPACK_TYPES
+            if not (is_msgpack or media in ("", "application/json") or media.endswith("+json")
+                    or self.route_handler.opt.get("any_content_type")):
+                raise HTTPException(status_code=415, detail=f"a body of type {media!r} is not read here: send "
+                                                            "Content-Type: application/json (or application/msgpack)")
             self._json = decode_body(await self.body(), is_msgpack)
         return self._json
 

@@ -87,3 +87,13 @@ def test_openai_errors_also_carry_jinas_detail(client):
     # Weaviate's text2vec-jinaai module posts to /v1/embeddings and reads {"detail"} on errors
     body = client.post("/v1/embeddings", json={"model": "no-such-model", "input": "a"}).json()
     assert body["detail"] == body["error"]["message"] and "no-such-model" in body["detail"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_a_body_that_is_not_json_or_msgpack_is_a_415(client, content_type):
+    response = client.post("/v1/encode", content=b'{"model": "all-MiniLM-L6-v2", "inputs": ["a"]}',
+                           headers={"content-type": content_type})
+    assert response.status_code == 415
+    assert response.json()["error"]["type"] == "unsupported_media_type"
+    assert "application/json" in response.json()["error"]["message"]
+    assert client.post("/v1/encode", json={"model": MODEL, "inputs": ["a"]}).status_code == 200
