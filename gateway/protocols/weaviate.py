@@ -1,7 +1,18 @@
 """Weaviate's inference-container protocols, mounted per model under `/weaviate/{model}`:
-text2vec-transformers (`/vectors`, `/meta`, `/.well-known/ready|live`) and
-reranker-transformers (`/rerank`). Weaviate sends one text per `/vectors` request, so the
-engine's cross-request batching is what makes imports fast."""
+text2vec-transformers (`/vectors`, `/meta`, `/.well-known/ready|live`),
+reranker-transformers (`/rerank`) and ner-transformers (`/ner/`). Weaviate sends one text per
+`/vectors` and `/ner/` request, so the engine's cross-request batching is what makes imports
+and queries fast.
+
+ner-transformers (wire format read off weaviate/weaviate modules/ner-transformers/clients/
+ner.go, ner_meta.go and startup.go, and the reference container weaviate/ner-transformers-models):
+Weaviate posts `{"text"}` (no Content-Type) and decodes `{"text", "tokens": [{"entity",
+"certainty", "word", "startPosition", "endPosition"}]}`, or on a status > 399 the `error`
+string; it drops tokens under the query's certainty itself. The reference container runs the
+transformers pipeline without aggregation (one token per word piece, entity "I-PER", word
+"##lin"); Shoal answers one token per entity span, the pipeline's aggregation "simple"
+(entity "PER", certainty the mean over the span's pieces, word the exact input substring),
+the same fields. GLiNER models need labels with each request, which the module never sends: 422."""
 
 from __future__ import annotations
 
@@ -84,6 +95,27 @@ class RerankResponse(msgspec.Struct):
     score: float | None = None
 
 
+class NerRequest(msgspec.Struct):
+    """What the ner-transformers module posts: the text of one property of one object."""
+
+    text: str
+
+
+class NerToken(msgspec.Struct):
+    """One entity, in the names Weaviate's Go client decodes."""
+
+    entity: str  # the label, without its B-/I- prefix
+    certainty: float  # the span's score (mean over its word pieces)
+    word: str  # the span's text, exactly as in the input
+    start_position: int = msgspec.field(name="startPosition")  # character offsets into `text`
+    end_position: int = msgspec.field(name="endPosition")
+
+
+class NerResponse(msgspec.Struct):
+    text: str
+    tokens: list[NerToken]
+
+
 def _input_type(config: VectorizeConfig) -> str:
     if not config.task_type:
         return "document"
@@ -154,3 +186,24 @@ class WeaviateController(Controller):
         result = await engine.score(spec.name, data.query, data.documents, deadline=deadline_from(request))
         scores = [DocumentScore(document, score) for document, score in zip(data.documents, result.scores)]
         return respond(request, RerankResponse(data.query, scores))
+
+    @post(["/ner", "/ner/"], status_code=200,
+          summary="ner-transformers: the entities in one text (token-classification models)",
+          responses=errors(INFERENCE))
+    async def ner(self, request: Request, model: str, data: NerRequest, engine: EngineAPI) -> Response[NerResponse]:
+        spec = note_model(request, engine, model)
+        if spec.task == "gliner":
+            raise ApiError(422, "unsupported_output",
+                           f"model {spec.name!r} is a GLiNER model: it finds the entity types named in each "
+                           f"request, and Weaviate's ner-transformers module sends only the text, no labels; "
+                           f"serve a token-classification model (labels in its config) here, or call /v1/extract "
+                           f"with labels")
+        if "extract" not in spec.capabilities:
+            raise ApiError(422, "unsupported_output",
+                           f"model {spec.name!r} ({spec.task}) tags no entities: ner-transformers needs a "
+                           f"token-classification model")
+        if not data.text:  # the reference container's answer (Weaviate itself never sends an empty text)
+            return respond(request, NerResponse(data.text, []))
+        result = await engine.extract(spec.name, [data.text], deadline=deadline_from(request))
+        tokens = [NerToken(e.label, e.score, e.text, e.start, e.end) for e in result.entities[0]]
+        return respond(request, NerResponse(data.text, tokens))

@@ -271,3 +271,118 @@ def test_huggingface_and_ollama_modules(live, minilm_reference):
         vectors = payload if name == "huggingface" else payload["embeddings"]
         texts = body.get("inputs") or body.get("input")
         references.assert_vectors_close(vectors, minilm_reference.encode(texts, normalize_embeddings=True))
+
+
+# ---- ner-transformers ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ner_live(task_models, minilm_spec, tmp_path_factory):
+    """The tiny BERT token classifier as "ner", MiniLM (an embedder: no entities) and, where the
+    gliner environment exists, a tiny GLiNER model the package built as "gliner"."""
+    from engine import spec_from_folder
+    from tests.engine.test_gliner_parity import (
+        GLINER_PYTHON,
+        MODELS,
+        build_with_package,
+        model_request,
+    )
+
+    specs = [minilm_spec] + task_models.specs(("ner",))
+    if GLINER_PYTHON.exists():
+        folder = tmp_path_factory.mktemp("ner-gliner") / "gliner"
+        build_with_package([model_request(folder, MODELS["first"], [(["Ada lives in Paris"], (["person"], 0.5, True,
+                                                                                                 False))], seed=4)])
+        specs.append(spec_from_folder("gliner", folder))
+    with LiveServer(Engine(specs, EngineConfig(device="cpu", dtype="float32"))) as server:
+        yield server
+
+
+def test_ner_startup_probe_and_meta_of_a_token_classifier(ner_live, task_models):
+    spec = fixture("ner-transformers")
+    base = fill(spec["base"], gateway=ner_live.url, model="ner")
+    for name in ("ready", "live"):
+        request = spec["requests"][name]
+        response = send(base + request["path"], "GET", spec["headers"], timeout=request.get("timeout_s", 50))
+        low, high = request["expect_status"]
+        assert low <= response.status_code <= high
+    meta = send(base + spec["requests"]["meta"]["path"], "GET", spec["headers"])
+    assert meta.status_code == 200
+    config = json.loads((task_models.folder("ner") / "config.json").read_text())
+    assert meta.json()["model"] == config  # the HF config, id2label included, as the reference container's
+    assert meta.json()["model"]["architectures"] == ["BertForTokenClassification"]
+
+
+def test_ner_tokens_match_the_token_classification_pipeline(ner_live, task_models):
+    """Each recorded request, as Weaviate sends it (no Content-Type, Go's escapes): one token per
+    entity span of the transformers pipeline (aggregation "simple"): entity = entity_group,
+    certainty = score, startPosition/endPosition = start/end, word = the input's own substring."""
+    spec = fixture("ner-transformers")
+    base = fill(spec["base"], gateway=ner_live.url, model="ner")
+    found = 0
+    for request in spec["requests"]["objects"]:
+        response = send(base + request["path"], request["method"], spec["headers"], request["raw_body"].encode())
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("application/json")
+        body = response.json()
+        text = json.loads(request["raw_body"])["text"]
+        assert body["text"] == text and set(body) == {"text", "tokens"}
+        expected = references.entities(task_models.folder("ner"), [text])[0]
+        tokens = body["tokens"]
+        assert [set(t) for t in tokens] == [{"entity", "certainty", "word", "startPosition", "endPosition"}] * len(tokens)
+        assert [(t["entity"], t["startPosition"], t["endPosition"]) for t in tokens] == \
+               [(e["entity_group"], int(e["start"]), int(e["end"])) for e in expected]
+        np.testing.assert_allclose([t["certainty"] for t in tokens], [float(e["score"]) for e in expected],
+                                   atol=references.SCORE_ATOL)
+        assert all(isinstance(t["startPosition"], int) and isinstance(t["certainty"], float) for t in tokens)
+        assert [t["word"] for t in tokens] == [text[t["startPosition"]:t["endPosition"]] for t in tokens]
+        found += len(tokens)
+    assert found > 0  # the tiny tagger does find entities: the comparison is not vacuous
+
+
+def test_ner_route_without_trailing_slash_and_an_empty_text(ner_live):
+    spec = fixture("ner-transformers")
+    base = fill(spec["base"], gateway=ner_live.url, model="ner")
+    request = spec["requests"]["objects"][1]
+    with_slash = send(base + "/ner/", "POST", spec["headers"], request["raw_body"].encode())
+    without = send(base + "/ner", "POST", spec["headers"], request["raw_body"].encode())
+    assert without.status_code == 200 and without.json() == with_slash.json()
+    empty = spec["requests"]["empty_text"]
+    response = send(base + empty["path"], "POST", spec["headers"], empty["raw_body"].encode())
+    assert response.status_code == empty["reference_answer"]["status"]
+    assert response.json()["text"] == "" and not response.json()["tokens"]  # the reference's null, as an empty list
+
+
+@pytest.mark.parametrize("name", list(fixture("ner-transformers")["bad_bodies"]))
+def test_ner_bad_bodies_are_json_errors_weaviate_reads(ner_live, name):
+    """Weaviate decodes the body before the status: it must be JSON with an `error` string."""
+    spec = fixture("ner-transformers")
+    bad = spec["bad_bodies"][name]
+    base = fill(spec["base"], gateway=ner_live.url, model="ner")
+    response = send(base + "/ner/", "POST", spec["headers"], bad["raw_body"].encode())
+    assert response.status_code == bad["status"] and response.status_code > 399
+    assert response.headers["content-type"].startswith("application/json")
+    assert set(response.json()) == {"error"} and isinstance(response.json()["error"], str) and response.json()["error"]
+    assert send(base + "/.well-known/live", "GET", spec["headers"]).status_code == 204  # still serving
+
+
+def test_ner_refuses_models_that_cannot_tag(ner_live):
+    spec = fixture("ner-transformers")
+    body = spec["requests"]["objects"][1]["raw_body"].encode()
+    embedder = send(fill(spec["base"], gateway=ner_live.url, model=MODEL) + "/ner/", "POST", spec["headers"], body)
+    assert embedder.status_code == 422 and "token-classification" in embedder.json()["error"]
+    unknown = send(fill(spec["base"], gateway=ner_live.url, model="no-such-model") + "/ner/", "POST", spec["headers"],
+                   body)
+    assert unknown.status_code == 404 and isinstance(unknown.json()["error"], str)
+
+
+def test_ner_on_a_gliner_model_is_a_422_about_labels(ner_live):
+    from tests.engine.test_gliner_parity import GLINER_PYTHON, MISSING
+
+    if not GLINER_PYTHON.exists():
+        pytest.skip(MISSING)
+    spec = fixture("ner-transformers")
+    base = fill(spec["base"], gateway=ner_live.url, model="gliner")
+    response = send(base + "/ner/", "POST", spec["headers"], spec["requests"]["objects"][1]["raw_body"].encode())
+    assert response.status_code == 422
+    message = response.json()["error"]
+    assert "GLiNER" in message and "labels" in message and "/v1/extract" in message
+    assert send(base + "/.well-known/ready", "GET", spec["headers"]).status_code == 204
