@@ -1,5 +1,5 @@
-"""Reranking, ColBERT and GLiNER: Shoal against sentence-transformers' CrossEncoder, PyLate and the
-gliner package, same inputs.
+"""Reranking, ColBERT, GLiNER and zero-shot classification: Shoal against sentence-transformers'
+CrossEncoder, PyLate, the gliner package and transformers' zero-shot-classification pipeline, same inputs.
 
 Workloads (from the corpus of benchmarks/corpus.py, 2,000 texts by default):
   - rerank: `--queries` query-like texts (default 20), each scored against 100 passages (a
@@ -17,6 +17,12 @@ Workloads (from the corpus of benchmarks/corpus.py, 2,000 texts by default):
         made by scripts/install-gliner.sh) through a harness worker
       * Shoal's engine in process, one `engine.extract("gliner", passages, labels=..., threshold=...)`
         call, float32
+  - zero-shot: the first `--zero-shot-passages` corpus passages (default 500) x 5 candidate labels,
+    single-label, the default hypothesis template "This example is {}.":
+      * transformers `pipeline("zero-shot-classification", model=folder, dtype=float32)` called with all
+        passages, `candidate_labels` and `batch_size=32` (pairs per forward pass; its default is 1)
+      * Shoal's engine in process, `engine.classify("nli", chunk, labels=...)` for chunks of 100 passages
+        (500 pairs, under the 2,048-pair request limit), all chunks in flight at once, float32
 
 The models are built here from the real all-MiniLM-L6-v2 weights (there is no model hub):
   - cross-encoder: `BertForSequenceClassification.from_pretrained(minilm, num_labels=1)`, MiniLM's
@@ -26,7 +32,11 @@ The models are built here from the real all-MiniLM-L6-v2 weights (there is no mo
     up to 12 words, hidden size 512, one LSTM layer, first-subtoken pooling), seeded new layers,
     built and saved (safetensors) by the gliner worker and loaded back by it as a user would. Its
     threshold keeps about 10% of the spans a flat decoding finds at threshold 0 on 50 passages, so
-    that decoding has a realistic few entities per passage to sort out.
+    that decoding has a realistic few entities per passage to sort out;
+  - NLI: `BertForSequenceClassification.from_pretrained(minilm, num_labels=3)` with a new seeded head
+    labelled contradiction / neutral / entailment (MiniLM-L6's size, the size of the small NLI
+    cross-encoders). The head is random: the figures measure speed, not accuracy; the agreement shows
+    that both sides compute the same probabilities.
 
 Everything but the gliner package runs in this process (PyLate's reference is the in-memory model
 that saved the folder), in interleaved rounds through benchmarks/harness.py. Real tokens (pairs with their
@@ -34,7 +44,8 @@ special tokens; ColBERT documents with the [D] prefix, after truncation; no padd
 counted once with Shoal's tokenizers and must equal each Shoal run's `input_tokens`.
 Agreement with the float32 peer: rerank, max-abs score difference and same top-1 passage;
 ColBERT, equal vector counts, max-abs difference and minimum cosine; GLiNER, the passages whose
-entities (label, character offsets) are identical and the max-abs score difference.
+entities (label, character offsets) are identical and the max-abs score difference; zero-shot, the
+max-abs difference of the label probabilities and the passages with the same top label.
 
     python benchmarks/models.py             # full run, writes results/models-cpu.{json,md,png}
     python benchmarks/models.py --quick     # 4 queries, 200 texts, one round; writes nothing unless --save
@@ -72,6 +83,10 @@ TARGETS = {"rerank-engine-float32": ("rerank-st-float32", 1.2), "colbert-engine-
 GLINER_LABELS = ["person", "organization", "location", "date", "event"]
 GLINER_PEER_BATCH = 8  # GLiNER.inference's default
 GLINER_SHARE = 0.10  # the threshold keeps this share of the flat decoding's spans at threshold 0
+ZERO_SHOT_LABELS = ["history", "science", "sports", "politics", "entertainment"]
+NLI_LABELS = {0: "contradiction", 1: "neutral", 2: "entailment"}
+ZERO_SHOT_PEER_BATCH = 32  # pairs per forward pass of the pipeline
+ZERO_SHOT_CHUNK = 100  # passages per engine.classify call: 500 pairs, under the 2,048-pair limit
 
 
 @dataclass
@@ -112,6 +127,22 @@ def build_cross_encoder(base: Path, folder: Path) -> Path:
     if config.get("architectures") != ["BertForSequenceClassification"]:
         config["architectures"] = ["BertForSequenceClassification"]
         (folder / "config.json").write_text(json.dumps(config, indent=2))
+    return folder
+
+
+def build_nli(base: Path, folder: Path) -> Path:
+    """MiniLM's encoder with a new 3-way head (seeded) labelled as MNLI models are, so transformers'
+    pipeline and Shoal both take it for a zero-shot classifier; saved (safetensors) with its tokenizer."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(HEAD_SEED)
+    model = transformers.BertForSequenceClassification.from_pretrained(
+        str(base), num_labels=3, id2label=NLI_LABELS, label2id={v: k for k, v in NLI_LABELS.items()})
+    model.config.architectures = ["BertForSequenceClassification"]
+    model.save_pretrained(str(folder), safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        shutil.copy(base / name, folder / name)
     return folder
 
 
@@ -203,6 +234,12 @@ def gliner_agreement(found: list, reference: list) -> tuple[float, str]:
     return (diff if same == len(reference) else float("inf")), text
 
 
+def zero_shot_agreement(scores: np.ndarray, reference: np.ndarray) -> tuple[float, str]:
+    diff = float(np.abs(scores - reference).max())
+    same_top = int((scores.argmax(1) == reference.argmax(1)).sum())
+    return diff, f"max-abs {diff:.2e}; same top label {same_top}/{len(reference)}"
+
+
 # ---- the systems --------------------------------------------------------------------------
 def engine_for(name: str, folder: Path, dtype: str, loop: asyncio.AbstractEventLoop):
     from engine import Engine, EngineConfig, spec_from_folder
@@ -278,7 +315,44 @@ def runners(args, inputs: dict, folders: dict, colbert_model, gliner_peer, loop,
 
         found.append(Runner("gliner-engine-float32", "gliner", "Shoal engine (in process)", "engine", "float32",
                             "one extract(labels, threshold) call with all passages", extract))
+    if "zero-shot" in args.workloads:
+        found += zero_shot_runners(inputs["zero-shot"], folders["zero-shot"], loop, engines, args.threads)
     return found
+
+
+def zero_shot_runners(passages: list[str], folder: Path, loop, engines: list, threads: int) -> list[Runner]:
+    """transformers' pipeline and Shoal's engine on the same NLI model, both float32 on `threads`
+    torch threads; each returns the [passages, labels] probabilities in ZERO_SHOT_LABELS order."""
+    from transformers import pipeline
+
+    classifier = pipeline("zero-shot-classification", model=str(folder), device="cpu", dtype=torch.float32)
+
+    def peer(warm: bool):
+        found = classifier(passages[:8] if warm else passages, candidate_labels=ZERO_SHOT_LABELS,
+                           batch_size=ZERO_SHOT_PEER_BATCH)
+        return np.array([[dict(zip(r["labels"], r["scores"]))[label] for label in ZERO_SHOT_LABELS]
+                         for r in found]), None
+
+    engine = engine_for("nli", folder, "float32", loop)
+    engines.append(engine)
+    # The engine's loader thread sets torch's thread count to 1 (engine.start), and torch's count is
+    # process-wide: a thread that has not yet run torch work, such as the device thread before its
+    # first batch, starts with 1. Setting it back here gives the engine the same threads as the pipeline.
+    torch.set_num_threads(threads)
+
+    async def chunks(texts: list[str]) -> list:
+        return await asyncio.gather(*(engine.classify("nli", texts[i:i + ZERO_SHOT_CHUNK], labels=ZERO_SHOT_LABELS)
+                                      for i in range(0, len(texts), ZERO_SHOT_CHUNK)))
+
+    def classify(warm: bool):
+        results = loop.run_until_complete(chunks(passages[:8] if warm else passages))
+        assert all(r.labels == tuple(ZERO_SHOT_LABELS) for r in results)
+        return np.concatenate([r.probabilities for r in results]), sum(r.input_tokens for r in results)
+
+    return [Runner("zero-shot-pipeline", "zero-shot", "transformers zero-shot-classification pipeline", "peer",
+                   "float32", f"one call with all passages, batch_size={ZERO_SHOT_PEER_BATCH}", peer),
+            Runner("zero-shot-engine-float32", "zero-shot", "Shoal engine (in process)", "engine", "float32",
+                   f"classify({ZERO_SHOT_CHUNK} passages, labels) calls, all in flight", classify)]
 
 
 def query_parity(colbert_model, folder: Path, queries: list[str], loop) -> str:
@@ -340,7 +414,8 @@ def rows_of(found: list[Runner], records: dict, outputs: dict, workloads: dict) 
                "cores": harness.spread([x["cores"] for x in runs]),
                "others_cores": harness.spread([x["others_cores"] for x in runs]),
                "peer": (same_class or [reference])[0].key}
-        check = {"rerank": rerank_agreement, "colbert": colbert_agreement, "gliner": gliner_agreement}[r.workload]
+        check = {"rerank": rerank_agreement, "colbert": colbert_agreement, "gliner": gliner_agreement,
+                 "zero-shot": zero_shot_agreement}[r.workload]
         row["max_abs"], row["agreement"] = ((0.0, "reference") if r is reference
                                             else check(outputs[r.key], outputs[reference.key]))
         rows.append(row)
@@ -377,7 +452,8 @@ def report(bench, rows, found, workloads, corpus, models, parity) -> list[str]:
               "the ColBERT bfloat16 rows are against it, as marked). Agreement is always against the float32 peer: "
               "rerank, max-abs difference of the sigmoid scores over all pairs and queries with the same top passage; "
               "ColBERT, equal vector counts, max-abs difference and minimum cosine over all token vectors; GLiNER, "
-              "passages with identical entities (label, offsets) and the max-abs difference of their scores."), ""]
+              "passages with identical entities (label, offsets) and the max-abs difference of their scores; "
+              "zero-shot, max-abs difference of the label probabilities and passages with the same top label."), ""]
     cells = []
     for r in rows:
         ratio = "reference" if r["peer"] == r["key"] else f"{r['vs_peer']:.2f}x {r['peer']}"
@@ -399,7 +475,8 @@ def plot(rows: list[dict], bench: harness.Bench):
     def draw(path: Path) -> None:
         bars = [{"label": f"{r['workload']}: {r['key']}", "spread": r["tokens_per_s"], "group": r["kind"]}
                 for r in rows]
-        harness.bar_chart(path, f"Rerank, ColBERT and GLiNER, {bench.facts['cpu']['model']}, {bench.args.threads} threads",
+        harness.bar_chart(path, f"Rerank, ColBERT, GLiNER, zero-shot, {bench.facts['cpu']['model']}, "
+                                f"{bench.args.threads} threads",
                           bars, "real tokens per second (bar: median, whiskers: min-max over rounds)",
                           f"commit {bench.facts['git']['short']}, {bench.facts['date']}")
     return draw
@@ -420,7 +497,8 @@ def prepare(args, corpus, scratch: Path, loop) -> tuple[dict, dict, dict, object
     queries = all_queries[:args.queries]
     passages = [random.Random(args.seed * 1000 + i).sample(all_passages, PASSAGES_PER_QUERY)
                 for i in range(len(queries))]
-    inputs = {"rerank": (queries, passages), "colbert": corpus.texts, "gliner": all_passages[:args.gliner_passages]}
+    inputs = {"rerank": (queries, passages), "colbert": corpus.texts, "gliner": all_passages[:args.gliner_passages],
+              "zero-shot": all_passages[:args.zero_shot_passages]}
     workloads, folders, models, colbert_model, gliner_peer, parity = {}, {}, {}, None, None, None
     if "rerank" in args.workloads:
         folders["rerank"] = build_cross_encoder(base, scratch / "rerank")
@@ -450,7 +528,31 @@ def prepare(args, corpus, scratch: Path, loop) -> tuple[dict, dict, dict, object
     if "gliner" in args.workloads:
         gliner_peer, workloads["gliner"], models["gliner"] = prepare_gliner(args, base, inputs["gliner"], scratch)
         folders["gliner"] = scratch / "gliner"
+    if "zero-shot" in args.workloads:
+        folders["zero-shot"] = build_nli(base, scratch / "nli")
+        workloads["zero-shot"], models["zero-shot"] = zero_shot_workload(folders["zero-shot"], inputs["zero-shot"])
     return inputs, workloads, folders, colbert_model, gliner_peer, models, parity
+
+
+def zero_shot_workload(folder: Path, passages: list[str]) -> tuple[Workload, str]:
+    """The real tokens of every (passage, hypothesis) pair, truncating the passage only, as both sides do."""
+    from engine import spec_from_folder
+    from engine.tokenize import TextTokenizer
+
+    spec = spec_from_folder("nli", folder)
+    if spec.task != "zero_shot":
+        raise SystemExit(f"the NLI model was read as a {spec.task!r} model, not a zero-shot classifier")
+    pairs = [(p, f"This example is {label}.") for p in passages for label in ZERO_SHOT_LABELS]
+    lengths = [len(t.ids) for t in TextTokenizer(spec.path, spec.max_length).encode(pairs, True, False, True)]
+    workload = Workload("zero-shot", len(passages), "passages", sum(lengths),
+                        f"the first {len(passages)} corpus passages x labels {ZERO_SHOT_LABELS} = {len(pairs)} "
+                        f"(passage, \"This example is <label>.\") pairs, single-label; pair length mean "
+                        f"{statistics.mean(lengths):.1f}, max {max(lengths)} tokens (max length {spec.max_length}); "
+                        f"the engine's torch threads are set back to --threads after its load (its loader thread "
+                        f"sets the process-wide count to 1, which its device thread would take up)")
+    model = (f"NLI = BertForSequenceClassification(MiniLM-L6, num_labels=3 labelled {list(NLI_LABELS.values())}, "
+             f"seeded new head: speed, not accuracy), max length {spec.max_length}")
+    return workload, model
 
 
 def prepare_gliner(args, base: Path, passages: list[str], scratch: Path) -> tuple[harness.Worker, Workload, str]:
@@ -487,8 +589,11 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--texts", type=int, default=None, help="corpus size (default 2000; 200 with --quick)")
     parser.add_argument("--queries", type=int, default=None, help="rerank queries, 100 passages each (default 20; 4)")
-    parser.add_argument("--workloads", default="rerank,colbert,gliner", help="comma-separated: rerank, colbert, gliner")
+    parser.add_argument("--workloads", default="rerank,colbert,gliner,zero-shot",
+                        help="comma-separated: rerank, colbert, gliner, zero-shot")
     parser.add_argument("--gliner-passages", type=int, default=None, help="GLiNER passages (default 1000; 100 quick)")
+    parser.add_argument("--zero-shot-passages", type=int, default=None,
+                        help="zero-shot passages, 5 labels each (default 500; 50 quick)")
     parser.add_argument("--gliner-python", default=str(ROOT / ".gliner-venv" / "bin" / "python"),
                         help="the gliner package's venv python (scripts/install-gliner.sh)")
     parser.add_argument("--engine-dtypes", default="float32,bfloat16", help="engine dtypes (default float32,bfloat16)")
@@ -500,6 +605,7 @@ def main(argv: list[str] | None = None) -> None:
     args.texts = args.texts or (200 if args.quick else 2000)
     args.queries = args.queries or (4 if args.quick else 20)
     args.gliner_passages = args.gliner_passages or (100 if args.quick else 1000)
+    args.zero_shot_passages = args.zero_shot_passages or (50 if args.quick else 500)
     args.workloads, args.engine_dtypes = args.workloads.split(","), args.engine_dtypes.split(",")
     args.peer_dtypes = args.peer_dtypes.split(",")
     torch.set_num_threads(args.threads)
@@ -528,7 +634,8 @@ def main(argv: list[str] | None = None) -> None:
     data = {"models": models, "dataset": {"description": corpus.describe(), "seed": corpus.seed, **corpus.stats},
             "workloads": {k: vars(w) for k, w in workloads.items()}, "method": bench.method(),
             "colbert_query_parity": parity, "results": rows, "checks": found_checks, "rounds": records}
-    bench.write(data, "Reranking, ColBERT and GLiNER: Shoal and sentence-transformers CrossEncoder / PyLate / gliner (cpu)",
+    bench.write(data, "Reranking, ColBERT, GLiNER and zero-shot: Shoal and sentence-transformers CrossEncoder / "
+                      "PyLate / gliner / transformers pipeline (cpu)",
                 report(bench, rows, found_checks, workloads, corpus, models, parity), plot(rows, bench))
 
 
