@@ -22,7 +22,8 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed scripts/install-deploy-tools.sh scripts/install-gliner.sh
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed scripts/install-deploy-tools.sh scripts/install-gliner.sh \
+		scripts/install-llmlingua.sh
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# PyLate is the ColBERT reference; its pins would replace torch, transformers and
 	# sentence-transformers, so it goes in without them (the tests shim the two API drifts).
@@ -30,6 +31,8 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed scripts/install-deploy
 	scripts/install-deploy-tools.sh $(VENV)
 	# gliner is the GLiNER reference; it pins another transformers, so it has a venv of its own.
 	TORCH='$(TORCH)' PYTHON='$(PYTHON)' scripts/install-gliner.sh
+	# llmlingua is the reference of /v1/compress (LLMLingua-2); it has a venv of its own too.
+	TORCH='$(TORCH)' PYTHON='$(PYTHON)' scripts/install-llmlingua.sh
 	touch $@
 
 install: $(VENV)/.installed
@@ -46,4 +49,4 @@ benchmark: install-dev
 	$(BIN)/python benchmarks/throughput.py
 
 clean:
-	rm -rf $(VENV) .gliner-venv .pytest_cache
+	rm -rf $(VENV) .gliner-venv .llmlingua-venv .pytest_cache

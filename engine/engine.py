@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from . import compress as compression
 from . import gliner
 from .api import (
     OUTPUTS,
@@ -408,6 +409,60 @@ class Engine:
         return Extracted(found, _tokens(items))
 
     @_counted
+    async def compress(self, model: str, contexts: Sequence[str], rate: float | None = None,
+                       threshold: float | None = None, force_tokens: Sequence[str] | None = None,
+                       query: str | None = None, top_k: int | None = None, return_scores: bool = False,
+                       deadline: float | None = None) -> compression.Compressed:
+        """Shorter contexts, each compressed on its own (engine.compress). Without a query: a
+        token classifier with a keep/drop head (LLMLingua-2) keeps the words that meet `rate`
+        (the share of cl100k_base tokens kept, 0.5 by default) or `threshold` (a word's keep
+        probability), and `force_tokens` always. With a `query`: a reranker scores every
+        sentence of every context in one request, and the sentences scored at or above
+        `threshold`, or the `top_k` best, stay in order; `return_scores` lists them all."""
+        spec = self.resolve(model)
+        limit = self.config.max_inputs_per_request
+        if query is not None:
+            if "score" not in spec.capabilities:
+                raise UnsupportedOutput(f"model {spec.name!r} ({spec.task}) cannot prune by a query: that needs a "
+                                        f"reranker (cross-encoder){_compress_hint(spec)}")
+            for name, value in (("rate", rate), ("force_tokens", force_tokens)):
+                if value is not None:
+                    raise InvalidInput(f"{name} is for token-level compression (no query); with a query send "
+                                       f"threshold or top_k")
+            threshold, top_k = compression.check_query_options(query, threshold, top_k)
+            contexts = compression.check_contexts(contexts, limit, spec.max_length)
+            self._require(spec, "score")
+            spans = await self._tokenize(lambda: [compression.split_sentences(c) for c in contexts])
+            sentences = sum(len(s) for s in spans)
+            if sentences > limit:
+                raise TooManyInputs(f"these contexts hold {sentences} sentences; the limit is {limit} per request")
+            pairs = [(query, context[start:end]) for context, found in zip(contexts, spans) for start, end in found]
+            scored = await self._score_pairs(spec.name, pairs, False, True, deadline)
+            results = await self._tokenize(compression.prune_all, contexts, spans, scored.scores, threshold, top_k,
+                                           return_scores)
+            return compression.Compressed(results, scored.input_tokens)
+        for name, value in (("top_k", top_k), ("return_scores", return_scores or None)):
+            if value is not None:
+                raise InvalidInput(f"{name} is for query-aware pruning: send a `query` and a reranker model")
+        if not _keep_drop(spec):
+            raise UnsupportedOutput(f"model {spec.name!r} ({spec.task}) cannot compress: token-level compression needs "
+                                    f"a token classifier with a keep/drop head (2 labels, as LLMLingua-2 ships)"
+                                    f"{_compress_hint(spec)}")
+        rate, threshold, force_tokens = compression.check_token_options(rate, threshold, force_tokens)
+        contexts = compression.check_contexts(contexts, limit, spec.max_length)
+        self._require(spec, "extract")
+        tokenizer = self._cached_tokenizer(spec, "compress", lambda: compression.CompressTokenizer(
+            spec.path, spec.max_length, spec.config.get("vocab_size")))
+        if tokenizer.problem:
+            raise UnsupportedOutput(f"model {spec.name!r} cannot compress: {tokenizer.problem}")
+        prepared = await self._tokenize(tokenizer.prepare, contexts, force_tokens, limit)
+        logits = []
+        if prepared.items and rate != 1:
+            logits = await self._submit(spec, Work(Head.TOKEN_LOGITS), prepared.items, list, deadline)
+        results = await self._tokenize(tokenizer.finish, prepared, logits, rate, threshold)
+        return compression.Compressed(results, prepared.input_tokens if logits else 0)
+
+    @_counted
     async def tokenize(self, model: str, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[Token]]:
         """The model's own tokenisation of each text (ids, token texts, character spans),
         untruncated, computed off the event loop."""
@@ -534,6 +589,19 @@ def check_labels(labels: Sequence[str] | None, model: str) -> list[str]:
     if len(set(labels)) != len(labels):
         raise InvalidInput("labels must be distinct")
     return list(labels)
+
+
+def _keep_drop(spec: ModelSpec) -> bool:
+    """A token classifier with two labels (transformers' default when its config names none)."""
+    return spec.task == "extract" and len(spec.labels or ("drop", "keep")) == 2
+
+
+def _compress_hint(spec: ModelSpec) -> str:
+    if "score" in spec.capabilities:
+        return "; this one is a reranker: send a `query` to prune sentences by relevance"
+    if _keep_drop(spec):
+        return "; this one is a keep/drop token classifier: send no `query`"
+    return ""
 
 
 def _tokens(items: list[Tokenized]) -> int:
