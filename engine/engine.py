@@ -117,13 +117,7 @@ class Engine:
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
-        device_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-device")
-        # One torch thread for loads: OpenMP teams of the loader and the device thread would
-        # otherwise share the cores and wait on each other's barriers (a load of a tiny model
-        # took seconds beside forward passes; oneDNN weight packing 8 ms per matrix even idle).
-        # The setting is per thread: the device thread keeps all its threads.
-        load_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-load", initializer=torch.set_num_threads,
-                                         initargs=(1,))
+        device_thread, load_thread = await _compute_threads(torch.get_num_threads())  # settles this thread's too
         self._tokenize_threads = ThreadPoolExecutor(self.config.tokenizer_threads, thread_name_prefix="shoal-tokenize")
         self._threads = [device_thread, load_thread, self._tokenize_threads]
         self.pool.executor = load_thread
@@ -554,6 +548,21 @@ class Engine:
         if find_architecture(spec.model_type, spec.architectures) is None:
             return FallbackModel.load(spec, self.device, self.dtype)
         return ServedModel.load(spec, self.device, self.dtype, (self.attention_name, self._attention))
+
+
+async def _compute_threads(threads: int) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+    """The device thread, its torch thread count fixed now, and the loader thread. torch
+    keeps the count per thread but a thread takes the process-wide value when it first runs
+    parallel work, and loads change that value for a moment (linear.one_torch_thread):
+    fixing the device thread's count before any load keeps it from ever catching that."""
+    def fix(count: int) -> None:
+        torch.set_num_threads(count)
+        torch.get_num_threads()  # the thread's first parallel-runtime use: its count is settled
+
+    loop = asyncio.get_running_loop()
+    device_thread = ThreadPoolExecutor(1, thread_name_prefix="shoal-device")
+    await loop.run_in_executor(device_thread, fix, threads)
+    return device_thread, ThreadPoolExecutor(1, thread_name_prefix="shoal-load")
 
 
 def default_memory_budget(device: torch.device) -> int:
