@@ -50,6 +50,38 @@ class Ranking:
     input_tokens: int
 
 
+@dataclass(frozen=True)
+class Compression:
+    """A /v1/compress answer. `compressed` joins several contexts with a blank line; token
+    counts are cl100k_base tokens (what the prompt costs), `input_tokens` the model's own.
+    `results`: each context's {"compressed", "original_tokens", "kept_tokens", "sentences"?}
+    when several were sent; `sentences`: with a query and return_scores, each sentence's
+    {"text", "start", "end", "score", "kept"} (of the one context sent)."""
+
+    model: str
+    compressed: str
+    original_tokens: int
+    kept_tokens: int
+    input_tokens: int
+    results: list[dict] | None = None
+    sentences: list[dict] | None = None
+
+
+def _compression(body: dict) -> Compression:
+    return Compression(body["model"], body["compressed"], body["original_tokens"], body["kept_tokens"],
+                       body["usage"]["input_tokens"], body.get("results"), body.get("sentences"))
+
+
+def _compress_body(model: str, context: str | Sequence[str], options: dict) -> dict:
+    body: dict[str, Any] = {"model": model}
+    if isinstance(context, str):
+        body["context"] = context
+    else:
+        body["contexts"] = list(context)
+    body.update({key: value for key, value in options.items() if value is not None and value is not False})
+    return body
+
+
 def _encode_body(model: str, inputs: Sequence[str], input_type: str, output: str, dimensions: int | None,
                  normalize: bool | None, truncate: bool, top_k: int | None, return_labels: bool) -> dict:
     if isinstance(inputs, str):
@@ -209,6 +241,19 @@ class _Base(abc.ABC):
         body = {"model": self._model(model), "inputs": list(inputs)}
         return self._call("POST", "/v1/classify", body, _classifications)
 
+    def compress(self, context: str | Sequence[str], model: str | None = None, *, rate: float | None = None,
+                 threshold: float | None = None, force_tokens: Sequence[str] | None = None, query: str | None = None,
+                 top_k: int | None = None, return_scores: bool = False) -> Compression:
+        """Shorter context for an LLM prompt (/v1/compress). With a token classifier (an
+        LLMLingua-2 model): keep `rate` of the tokens (0.5 by default) or the words whose keep
+        probability reaches `threshold`, `force_tokens` always. With a reranker and a `query`:
+        keep the sentences scored at or above `threshold`, or the `top_k` best, in order.
+        `context` is one text or a list (each compressed on its own). See `prompt_context`."""
+        body = _compress_body(self._model(model), context, {
+            "rate": rate, "threshold": threshold, "force_tokens": None if force_tokens is None else list(force_tokens),
+            "query": query, "top_k": top_k, "return_scores": return_scores})
+        return self._call("POST", "/v1/compress", body, _compression)
+
     def models(self) -> list[dict]:
         return self._call("GET", "/v1/models", None, lambda body: body["data"])
 
@@ -314,3 +359,25 @@ class AsyncShoalClient(_Base):
     async def embed(self, inputs: Sequence[str], model: str | None = None, **options: Any) -> np.ndarray:
         """Dense vectors, float32 [n, d]."""
         return (await self.encode(inputs, model, output="dense", **options)).embeddings
+
+
+def prompt_context(shoal: ShoalClient, question: str, passages: Sequence[str], *, reranker: str, compressor: str,
+                   top_n: int = 5, rate: float = 0.5, force_tokens: Sequence[str] = ("\n", "?")) -> str:
+    """An agent's context for `question`, from passages it retrieved: rerank them, keep the
+    `top_n` best, compress those (`rate` of their tokens) and join them. The whole flow,
+    with Chroma (Shoal embeds through connectors.chroma's ShoalEmbeddingFunction):
+
+        with ShoalClient("http://127.0.0.1:8080") as shoal:
+            hits = collection.query(query_texts=[question], n_results=20)["documents"][0]
+            context = prompt_context(shoal, question, hits, reranker="rerank", compressor="llmlingua-2")
+            prompt = f"Answer from this context.\\n\\n{context}\\n\\nQuestion: {question}"
+
+    With Weaviate the hits are `[o.properties["text"] for o in collection.query.near_text(question,
+    limit=20).objects]`. A reranker alone can cut instead: `shoal.compress(passage,
+    model=reranker, query=question, top_k=3)` keeps a passage's three most relevant
+    sentences (`return_scores=True` scores every sentence, to highlight instead)."""
+    if not passages:
+        return ""
+    ranked = shoal.score(question, list(passages), model=reranker, top_n=top_n)
+    best = [passages[index] for index, _ in ranked.results]
+    return shoal.compress(best, model=compressor, rate=rate, force_tokens=list(force_tokens)).compressed

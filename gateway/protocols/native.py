@@ -1,4 +1,5 @@
-"""Shoal's native API: /v1/encode and model management. JSON or msgpack."""
+"""Shoal's native API: /v1/encode, score, classify, extract, compress, and model management. JSON or
+msgpack."""
 
 from __future__ import annotations
 
@@ -121,6 +122,62 @@ class ExtractResponse(msgspec.Struct):
     usage: Usage
 
 
+class CompressRequest(msgspec.Struct):
+    model: str
+    context: str | None = None  # one text, or
+    contexts: list[str] | None = None  # several, each compressed on its own
+    rate: float | None = None  # token level: the share of (cl100k_base) tokens kept, in (0, 1]; 0.5 by default
+    # token level: the lowest word keep probability kept; with a query: the lowest sentence score kept
+    threshold: float | None = None
+    force_tokens: list[str] | None = None  # token level: always kept (e.g. "\n", "?")
+    query: str | None = None  # query-aware pruning with a reranker: sentences scored against it
+    top_k: int | None = None  # with a query: keep the k best sentences
+    return_scores: bool = False  # with a query: every sentence with its score and whether it was kept
+
+
+class SentenceScore(msgspec.Struct):
+    text: str
+    start: int  # character offsets into the context
+    end: int
+    score: float
+    kept: bool
+
+
+class CompressedContext(msgspec.Struct, omit_defaults=True):
+    compressed: str
+    original_tokens: int
+    kept_tokens: int
+    sentences: list[SentenceScore] | None = None
+
+
+class CompressResponse(msgspec.Struct, omit_defaults=True):
+    """`compressed` joins the contexts with a blank line; the token counts (cl100k_base, what
+    an LLM prompt costs) are their sums. `results` (with `contexts`) has each one's own."""
+
+    model: str
+    compressed: str
+    original_tokens: int
+    kept_tokens: int
+    usage: Usage
+    results: list[CompressedContext] | None = None
+    sentences: list[SentenceScore] | None = None  # `context` with a query and return_scores
+
+
+def _sentences(found) -> list[SentenceScore] | None:
+    return None if found is None else [SentenceScore(s.text, s.start, s.end, s.score, s.kept) for s in found]
+
+
+def compress_body(model: str, result, several: bool) -> CompressResponse:
+    body = CompressResponse(model, result.compressed, result.original_tokens, result.kept_tokens,
+                            Usage(result.input_tokens))
+    if several:
+        body.results = [CompressedContext(c.compressed, c.original_tokens, c.kept_tokens, _sentences(c.sentences))
+                        for c in result.contexts]
+    else:
+        body.sentences = _sentences(result.contexts[0].sentences)
+    return body
+
+
 def embeddings_body(result) -> list:
     """An engine Encoded result in the native wire shape for its output kind."""
     if result.output == "sparse":
@@ -226,6 +283,20 @@ class NativeController(Controller):
         results = [Extraction([EntitySpan(e.label, e.text, e.start, e.end, e.score) for e in found])
                    for found in result.entities]
         return respond(request, ExtractResponse(spec.name, results, Usage(result.input_tokens)))
+
+    @post("/compress", status_code=200, responses=errors(INFERENCE),
+          summary="Shorten contexts: token-level (LLMLingua-2 token classifiers) or by a query (rerankers)")
+    async def compress(self, request: Request, data: CompressRequest, engine: EngineAPI) -> Response[CompressResponse]:
+        spec = note_model(request, engine, data.model)
+        if (data.context is None) == (data.contexts is None):
+            raise ApiError(422, "invalid_request", "send `context` (one text) or `contexts` (a list of texts), "
+                                                   "exactly one of them")
+        several = data.contexts is not None
+        result = await engine.compress(  # type: ignore[attr-defined]
+            spec.name, data.contexts if several else [data.context], rate=data.rate, threshold=data.threshold,
+            force_tokens=data.force_tokens, query=data.query, top_k=data.top_k, return_scores=data.return_scores,
+            deadline=deadline_from(request))
+        return respond(request, compress_body(spec.name, result, several))
 
     @get("/models", summary="Models this server can serve, with their state", responses=errors(LISTING))
     async def models(self, request: Request, engine: EngineAPI, started_at: int) -> Response[ModelList]:
