@@ -23,6 +23,16 @@ Workloads (from the corpus of benchmarks/corpus.py, 2,000 texts by default):
         passages, `candidate_labels` and `batch_size=32` (pairs per forward pass; its default is 1)
       * Shoal's engine in process, `engine.classify("nli", chunk, labels=...)` for chunks of 100 passages
         (500 pairs, under the 2,048-pair request limit), all chunks in flight at once, float32
+  - compress: `--compress-contexts` contexts (default 100), each 10 consecutive corpus passages joined by
+    line breaks (a retrieved context of about 700 tokens), LLMLingua-2 token-level compression at rate 0.5
+    with force_tokens ["\n", "?"]:
+      * the llmlingua package, `PromptCompressor(folder, device_map="cpu", use_llmlingua2=True)` (float32),
+        one `compress_prompt(contexts, rate, force_tokens, use_context_level_filter=False)` call with all
+        contexts (its default batch of 50 windows, each padded to 512 tokens), in its own venv
+        (`--llmlingua-python`, default .llmlingua-venv, made by scripts/install-llmlingua.sh) through a
+        harness worker
+      * Shoal's engine in process, one `engine.compress("compressor", contexts, rate, force_tokens)` call
+    and, untimed, the compression both reach at rates 0.33, 0.5 and 0.7 (cl100k_base tokens kept)
 
 The models are built here from the real all-MiniLM-L6-v2 weights (there is no model hub):
   - cross-encoder: `BertForSequenceClassification.from_pretrained(minilm, num_labels=1)`, MiniLM's
@@ -36,7 +46,13 @@ The models are built here from the real all-MiniLM-L6-v2 weights (there is no mo
   - NLI: `BertForSequenceClassification.from_pretrained(minilm, num_labels=3)` with a new seeded head
     labelled contradiction / neutral / entailment (MiniLM-L6's size, the size of the small NLI
     cross-encoders). The head is random: the figures measure speed, not accuracy; the agreement shows
-    that both sides compute the same probabilities.
+    that both sides compute the same probabilities;
+  - keep/drop token classifier: `BertForTokenClassification.from_pretrained(minilm, num_labels=2)`, a
+    seeded new head, the embeddings grown by the 100 rows llmlingua's [NEWi] force tokens use, saved in a
+    folder whose name holds "bert-base-multilingual-cased" (llmlingua picks its BERT word rules by that
+    substring of the path; the vocabulary is MiniLM's uncased WordPiece, which those rules read alike).
+    LLMLingua-2's own models are BERT-base and XLM-R-large; this one is MiniLM-L6's size, its head random:
+    the figures measure speed and the rate-to-ratio mapping, not what a trained head keeps.
 
 Everything but the gliner package runs in this process (PyLate's reference is the in-memory model
 that saved the folder), in interleaved rounds through benchmarks/harness.py. Real tokens (pairs with their
@@ -61,7 +77,7 @@ import shutil
 import statistics
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +103,11 @@ ZERO_SHOT_LABELS = ["history", "science", "sports", "politics", "entertainment"]
 NLI_LABELS = {0: "contradiction", 1: "neutral", 2: "entailment"}
 ZERO_SHOT_PEER_BATCH = 32  # pairs per forward pass of the pipeline
 ZERO_SHOT_CHUNK = 100  # passages per engine.classify call: 500 pairs, under the 2,048-pair limit
+COMPRESS_RATE = 0.5  # llmlingua's default rate, timed
+COMPRESS_RATES = (0.33, 0.5, 0.7)  # untimed: the compression reached at each
+COMPRESS_FORCE = ["\n", "?"]  # llmlingua's documented example
+COMPRESS_PASSAGES = 10  # corpus passages per context
+WORKERS: list = []  # peers in their own venvs, closed at the end (besides the gliner worker)
 
 
 @dataclass
@@ -96,6 +117,7 @@ class Workload:
     unit: str
     real_tokens: int
     description: str
+    notes: list = field(default_factory=list)  # lines for the report, after the table
 
 
 @dataclass
@@ -140,6 +162,22 @@ def build_nli(base: Path, folder: Path) -> Path:
     model = transformers.BertForSequenceClassification.from_pretrained(
         str(base), num_labels=3, id2label=NLI_LABELS, label2id={v: k for k, v in NLI_LABELS.items()})
     model.config.architectures = ["BertForSequenceClassification"]
+    model.save_pretrained(str(folder), safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        shutil.copy(base / name, folder / name)
+    return folder
+
+
+def build_compressor(base: Path, folder: Path) -> Path:
+    """MiniLM's encoder with a new 2-way (drop, keep) token head (seeded) and 100 spare embedding
+    rows for llmlingua's [NEWi] force tokens, saved (safetensors) with its tokenizer."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(HEAD_SEED)
+    model = transformers.BertForTokenClassification.from_pretrained(str(base), num_labels=2)
+    model.resize_token_embeddings(model.config.vocab_size + 100)
+    model.config.architectures = ["BertForTokenClassification"]
     model.save_pretrained(str(folder), safe_serialization=True)
     for name in TOKENIZER_FILES:
         shutil.copy(base / name, folder / name)
@@ -201,6 +239,33 @@ class GlinerPeer:
         return {"entities": found} if round_ == 1 else {}
 
 
+class LlmlinguaPeer:
+    """The llmlingua package in its own venv, as a harness.Worker target: loads the compressor
+    as a user does (tests/llmlingua_reference.py, offline), compresses every context once per
+    rate of the sweep (untimed, for `info`), then all contexts at COMPRESS_RATE each round (the
+    texts of the first round come back for the agreement)."""
+
+    def __init__(self, folder: str, contexts: list[str], rate: float, rates: list[float], force: list[str]):
+        from tests.llmlingua_reference import compressor, versions
+
+        self.model, self.versions = compressor(folder), versions()
+        self.contexts, self.rate, self.force = contexts, rate, force
+        self.sweep = {str(r): self._compress(r) for r in rates}
+
+    def _compress(self, rate: float) -> dict:
+        result = self.model.compress_prompt(self.contexts, rate=rate, force_tokens=self.force,
+                                            use_context_level_filter=False)
+        return {"texts": result["compressed_prompt_list"], "original": result["origin_tokens"],
+                "kept": result["compressed_tokens"]}
+
+    def info(self) -> dict:
+        return {**self.versions, "sweep": self.sweep}
+
+    def run(self, round_: int) -> dict:
+        texts = self._compress(self.rate)["texts"]
+        return {"entities": texts} if round_ == 1 else {}
+
+
 # ---- agreement --------------------------------------------------------------------------
 def rerank_agreement(scores: list[np.ndarray], reference: list[np.ndarray]) -> tuple[float, str]:
     diff = max(float(np.abs(a - b).max()) for a, b in zip(scores, reference))
@@ -238,6 +303,12 @@ def zero_shot_agreement(scores: np.ndarray, reference: np.ndarray) -> tuple[floa
     diff = float(np.abs(scores - reference).max())
     same_top = int((scores.argmax(1) == reference.argmax(1)).sum())
     return diff, f"max-abs {diff:.2e}; same top label {same_top}/{len(reference)}"
+
+
+def compress_agreement(texts: list[str], reference: list[str]) -> tuple[float, str]:
+    same = sum(a == b for a, b in zip(texts, reference))
+    text = f"identical text in {same}/{len(reference)} contexts"
+    return (0.0 if same == len(reference) == len(texts) else float("inf")), text
 
 
 # ---- the systems --------------------------------------------------------------------------
@@ -317,7 +388,28 @@ def runners(args, inputs: dict, folders: dict, colbert_model, gliner_peer, loop,
                             "one extract(labels, threshold) call with all passages", extract))
     if "zero-shot" in args.workloads:
         found += zero_shot_runners(inputs["zero-shot"], folders["zero-shot"], loop, engines, args.threads)
+    if "compress" in args.workloads:
+        found += compress_runners(*inputs["compress"], folders["compress"], loop, engines, args.threads)
     return found
+
+
+def compress_runners(contexts: list[str], peer: harness.Worker, folder: Path, loop, engines: list,
+                     threads: int) -> list[Runner]:
+    """The llmlingua worker and Shoal's engine on the same model and contexts, float32; each
+    returns the compressed text of every context."""
+    engine = engine_for("compressor", folder, "float32", loop)
+    engines.append(engine)
+    torch.set_num_threads(threads)  # as for zero-shot: the loader thread left torch at 1
+
+    def compress(warm: bool):
+        result = loop.run_until_complete(engine.compress("compressor", contexts[:4] if warm else contexts,
+                                                         rate=COMPRESS_RATE, force_tokens=COMPRESS_FORCE))
+        return [c.compressed for c in result.contexts], result.input_tokens
+
+    return [Runner("compress-llmlingua", "compress", f"llmlingua {peer.info['llmlingua']} (own venv)", "peer",
+                   "float32", f"compress_prompt(all contexts, rate={COMPRESS_RATE}), batches of 50", worker=peer),
+            Runner("compress-engine-float32", "compress", "Shoal engine (in process)", "engine", "float32",
+                   f"one compress(all contexts, rate={COMPRESS_RATE}) call", compress)]
 
 
 def zero_shot_runners(passages: list[str], folder: Path, loop, engines: list, threads: int) -> list[Runner]:
@@ -415,7 +507,7 @@ def rows_of(found: list[Runner], records: dict, outputs: dict, workloads: dict) 
                "others_cores": harness.spread([x["others_cores"] for x in runs]),
                "peer": (same_class or [reference])[0].key}
         check = {"rerank": rerank_agreement, "colbert": colbert_agreement, "gliner": gliner_agreement,
-                 "zero-shot": zero_shot_agreement}[r.workload]
+                 "zero-shot": zero_shot_agreement, "compress": compress_agreement}[r.workload]
         row["max_abs"], row["agreement"] = ((0.0, "reference") if r is reference
                                             else check(outputs[r.key], outputs[reference.key]))
         rows.append(row)
@@ -445,7 +537,8 @@ def report(bench, rows, found, workloads, corpus, models, parity) -> list[str]:
     for w in workloads.values():
         body.append(f"- {w.name}: {w.description}; {w.real_tokens:,} real tokens ({w.real_tokens / w.items:.1f} per "
                     f"{w.unit[:-1]}; special tokens counted, no padding), equal to each Shoal run's `input_tokens`.")
-    body += ["", bench.method_line() + " All systems in this process but the gliner package (a worker in its own venv).",
+    body += ["", bench.method_line() + " All systems in this process but the gliner and llmlingua packages (workers "
+             "in their own venvs).",
              "",
              ("Ratios: the row's median over the median of the peer in the same precision (float32 rows against the "
               "float32 peer, bfloat16 rows against the bfloat16 peer where there is one; PyLate runs float32 only, so "
@@ -464,6 +557,8 @@ def report(bench, rows, found, workloads, corpus, models, parity) -> list[str]:
                       harness.show(r["cores"], "{:.2f}"), f"{r['others_cores']['max']:.2f}"])
     body += harness.table(["workload", "system", "dtype", "submitted as", "tokens/s", "items/s", "x peer",
                            "agreement with the float32 peer", "cores", "others (max)"], cells)
+    for w in workloads.values():
+        body += w.notes
     if parity:
         body += ["", f"ColBERT query vectors (untimed, float32): {parity}."]
     body += ["", "Targets (issue 3):", ""]
@@ -475,7 +570,7 @@ def plot(rows: list[dict], bench: harness.Bench):
     def draw(path: Path) -> None:
         bars = [{"label": f"{r['workload']}: {r['key']}", "spread": r["tokens_per_s"], "group": r["kind"]}
                 for r in rows]
-        harness.bar_chart(path, f"Rerank, ColBERT, GLiNER, zero-shot, {bench.facts['cpu']['model']}, "
+        harness.bar_chart(path, f"Rerank, ColBERT, GLiNER, zero-shot, compress, {bench.facts['cpu']['model']}, "
                                 f"{bench.args.threads} threads",
                           bars, "real tokens per second (bar: median, whiskers: min-max over rounds)",
                           f"commit {bench.facts['git']['short']}, {bench.facts['date']}")
@@ -531,7 +626,58 @@ def prepare(args, corpus, scratch: Path, loop) -> tuple[dict, dict, dict, object
     if "zero-shot" in args.workloads:
         folders["zero-shot"] = build_nli(base, scratch / "nli")
         workloads["zero-shot"], models["zero-shot"] = zero_shot_workload(folders["zero-shot"], inputs["zero-shot"])
+    if "compress" in args.workloads:  # the folder's name is what llmlingua's word rules key on
+        folders["compress"] = build_compressor(base, scratch / "bert-base-multilingual-cased-minilm-l6-keep-drop")
+        contexts = [("\n".join(all_passages[(i * COMPRESS_PASSAGES + j) % len(all_passages)]
+                               for j in range(COMPRESS_PASSAGES))) for i in range(args.compress_contexts)]
+        peer, workloads["compress"], models["compress"] = prepare_compress(args, folders["compress"], contexts, loop)
+        inputs["compress"] = (contexts, peer)
     return inputs, workloads, folders, colbert_model, gliner_peer, models, parity
+
+
+def prepare_compress(args, folder: Path, contexts: list[str], loop) -> tuple[harness.Worker, Workload, str]:
+    """The llmlingua worker, the workload's real tokens (every window the model reads, framed
+    [CLS] ... [SEP]), and, untimed, what both keep at each rate of COMPRESS_RATES."""
+    from engine import spec_from_folder
+    from engine.compress import CompressTokenizer
+
+    if not Path(args.llmlingua_python).exists():
+        raise SystemExit(f"no llmlingua environment at {args.llmlingua_python}: run scripts/install-llmlingua.sh")
+    peer = harness.Worker("compress-llmlingua", "benchmarks.models:LlmlinguaPeer",
+                          {"folder": str(folder), "contexts": contexts, "rate": COMPRESS_RATE,
+                           "rates": list(COMPRESS_RATES), "force": COMPRESS_FORCE},
+                          args.threads, python=args.llmlingua_python)
+    WORKERS.append(peer)
+    spec = spec_from_folder("compressor", folder)
+    prepared = CompressTokenizer(spec.path, spec.max_length, spec.config.get("vocab_size")).prepare(
+        contexts, COMPRESS_FORCE, 10**6)
+    windows = [len(item.ids) for item in prepared.items]
+    workload = Workload("compress", len(contexts), "contexts", sum(windows),
+                        f"{len(contexts)} contexts of {COMPRESS_PASSAGES} consecutive corpus passages joined by "
+                        f"line breaks, {statistics.mean(prepared.original_tokens):.0f} cl100k_base tokens each on "
+                        f"average; {len(windows)} windows of at most {spec.max_length} model tokens (mean "
+                        f"{statistics.mean(windows):.0f}); rate {COMPRESS_RATE}, force_tokens {COMPRESS_FORCE!r}")
+    engine = engine_for("compressor", folder, "float32", loop)
+    rows = []
+    try:
+        for rate in COMPRESS_RATES:
+            ours = loop.run_until_complete(engine.compress("compressor", contexts, rate=rate,
+                                                           force_tokens=COMPRESS_FORCE))
+            theirs = peer.info["sweep"][str(rate)]
+            same = sum(c.compressed == t for c, t in zip(ours.contexts, theirs["texts"]))
+            rows.append([f"{rate}", f"{ours.original_tokens:,}", f"{ours.kept_tokens:,}", f"{theirs['kept']:,}",
+                         f"{ours.kept_tokens / ours.original_tokens:.3f}",
+                         f"{ours.original_tokens / ours.kept_tokens:.2f}x", f"{same}/{len(contexts)}"])
+    finally:
+        loop.run_until_complete(engine.stop())
+    workload.notes += ["", f"Compression reached at each rate (untimed, float32, force_tokens {COMPRESS_FORCE!r}; "
+                           "cl100k_base tokens of all contexts, as llmlingua counts them):", ""]
+    workload.notes += harness.table(["rate", "original tokens", "kept (Shoal)", "kept (llmlingua)", "kept share",
+                                     "compression", "identical texts"], rows)
+    model = (f"keep/drop token classifier = BertForTokenClassification(MiniLM-L6, num_labels=2, seeded new head, "
+             f"+100 spare embedding rows), max length {spec.max_length}, in a folder named "
+             f"{folder.name!r} for llmlingua's word rules")
+    return peer, workload, model
 
 
 def zero_shot_workload(folder: Path, passages: list[str]) -> tuple[Workload, str]:
@@ -589,13 +735,17 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--texts", type=int, default=None, help="corpus size (default 2000; 200 with --quick)")
     parser.add_argument("--queries", type=int, default=None, help="rerank queries, 100 passages each (default 20; 4)")
-    parser.add_argument("--workloads", default="rerank,colbert,gliner,zero-shot",
-                        help="comma-separated: rerank, colbert, gliner, zero-shot")
+    parser.add_argument("--workloads", default="rerank,colbert,gliner,zero-shot,compress",
+                        help="comma-separated: rerank, colbert, gliner, zero-shot, compress")
     parser.add_argument("--gliner-passages", type=int, default=None, help="GLiNER passages (default 1000; 100 quick)")
     parser.add_argument("--zero-shot-passages", type=int, default=None,
                         help="zero-shot passages, 5 labels each (default 500; 50 quick)")
     parser.add_argument("--gliner-python", default=str(ROOT / ".gliner-venv" / "bin" / "python"),
                         help="the gliner package's venv python (scripts/install-gliner.sh)")
+    parser.add_argument("--compress-contexts", type=int, default=None,
+                        help=f"compression contexts, {COMPRESS_PASSAGES} passages each (default 100; 10 quick)")
+    parser.add_argument("--llmlingua-python", default=str(ROOT / ".llmlingua-venv" / "bin" / "python"),
+                        help="the llmlingua package's venv python (scripts/install-llmlingua.sh)")
     parser.add_argument("--engine-dtypes", default="float32,bfloat16", help="engine dtypes (default float32,bfloat16)")
     parser.add_argument("--peer-dtypes", default="float32,bfloat16", help="CrossEncoder dtypes (default both)")
     parser.add_argument("--seed", type=int, default=0, help="corpus and passage-sampling seed")
@@ -606,6 +756,7 @@ def main(argv: list[str] | None = None) -> None:
     args.queries = args.queries or (4 if args.quick else 20)
     args.gliner_passages = args.gliner_passages or (100 if args.quick else 1000)
     args.zero_shot_passages = args.zero_shot_passages or (50 if args.quick else 500)
+    args.compress_contexts = args.compress_contexts or (10 if args.quick else 100)
     args.workloads, args.engine_dtypes = args.workloads.split(","), args.engine_dtypes.split(",")
     args.peer_dtypes = args.peer_dtypes.split(",")
     torch.set_num_threads(args.threads)
@@ -628,14 +779,16 @@ def main(argv: list[str] | None = None) -> None:
             loop.run_until_complete(engine.stop())
         if gliner_peer is not None:
             gliner_peer.close()
+        for worker in WORKERS:
+            worker.close()
         shutil.rmtree(scratch, ignore_errors=True)
     rows = rows_of(found, records, outputs, workloads)
     found_checks = checks(rows)
     data = {"models": models, "dataset": {"description": corpus.describe(), "seed": corpus.seed, **corpus.stats},
             "workloads": {k: vars(w) for k, w in workloads.items()}, "method": bench.method(),
             "colbert_query_parity": parity, "results": rows, "checks": found_checks, "rounds": records}
-    bench.write(data, "Reranking, ColBERT, GLiNER and zero-shot: Shoal and sentence-transformers CrossEncoder / "
-                      "PyLate / gliner / transformers pipeline (cpu)",
+    bench.write(data, "Reranking, ColBERT, GLiNER, zero-shot and compression: Shoal and sentence-transformers "
+                      "CrossEncoder / PyLate / gliner / transformers pipeline / llmlingua (cpu)",
                 report(bench, rows, found_checks, workloads, corpus, models, parity), plot(rows, bench))
 
 
