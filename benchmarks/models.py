@@ -387,7 +387,7 @@ def runners(args, inputs: dict, folders: dict, colbert_model, gliner_peer, loop,
         found.append(Runner("gliner-engine-float32", "gliner", "Shoal engine (in process)", "engine", "float32",
                             "one extract(labels, threshold) call with all passages", extract))
     if "zero-shot" in args.workloads:
-        found += zero_shot_runners(inputs["zero-shot"], folders["zero-shot"], loop, engines, args.threads)
+        found += zero_shot_runners(inputs["zero-shot"], folders["zero-shot"], loop, engines)
     if "compress" in args.workloads:
         found += compress_runners(*inputs["compress"], folders["compress"], loop, engines, args.threads)
     return found
@@ -412,8 +412,8 @@ def compress_runners(contexts: list[str], peer: harness.Worker, folder: Path, lo
                    f"one compress(all contexts, rate={COMPRESS_RATE}) call", compress)]
 
 
-def zero_shot_runners(passages: list[str], folder: Path, loop, engines: list, threads: int) -> list[Runner]:
-    """transformers' pipeline and Shoal's engine on the same NLI model, both float32 on `threads`
+def zero_shot_runners(passages: list[str], folder: Path, loop, engines: list) -> list[Runner]:
+    """transformers' pipeline and Shoal's engine on the same NLI model, both float32 on --threads
     torch threads; each returns the [passages, labels] probabilities in ZERO_SHOT_LABELS order."""
     from transformers import pipeline
 
@@ -427,10 +427,6 @@ def zero_shot_runners(passages: list[str], folder: Path, loop, engines: list, th
 
     engine = engine_for("nli", folder, "float32", loop)
     engines.append(engine)
-    # The engine's loader thread sets torch's thread count to 1 (engine.start), and torch's count is
-    # process-wide: a thread that has not yet run torch work, such as the device thread before its
-    # first batch, starts with 1. Setting it back here gives the engine the same threads as the pipeline.
-    torch.set_num_threads(threads)
 
     async def chunks(texts: list[str]) -> list:
         return await asyncio.gather(*(engine.classify("nli", texts[i:i + ZERO_SHOT_CHUNK], labels=ZERO_SHOT_LABELS)
@@ -693,9 +689,7 @@ def zero_shot_workload(folder: Path, passages: list[str]) -> tuple[Workload, str
     workload = Workload("zero-shot", len(passages), "passages", sum(lengths),
                         f"the first {len(passages)} corpus passages x labels {ZERO_SHOT_LABELS} = {len(pairs)} "
                         f"(passage, \"This example is <label>.\") pairs, single-label; pair length mean "
-                        f"{statistics.mean(lengths):.1f}, max {max(lengths)} tokens (max length {spec.max_length}); "
-                        f"the engine's torch threads are set back to --threads after its load (its loader thread "
-                        f"sets the process-wide count to 1, which its device thread would take up)")
+                        f"{statistics.mean(lengths):.1f}, max {max(lengths)} tokens (max length {spec.max_length})")
     model = (f"NLI = BertForSequenceClassification(MiniLM-L6, num_labels=3 labelled {list(NLI_LABELS.values())}, "
              f"seeded new head: speed, not accuracy), max length {spec.max_length}")
     return workload, model
