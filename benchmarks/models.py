@@ -389,17 +389,15 @@ def runners(args, inputs: dict, folders: dict, colbert_model, gliner_peer, loop,
     if "zero-shot" in args.workloads:
         found += zero_shot_runners(inputs["zero-shot"], folders["zero-shot"], loop, engines)
     if "compress" in args.workloads:
-        found += compress_runners(*inputs["compress"], folders["compress"], loop, engines, args.threads)
+        found += compress_runners(*inputs["compress"], folders["compress"], loop, engines)
     return found
 
 
-def compress_runners(contexts: list[str], peer: harness.Worker, folder: Path, loop, engines: list,
-                     threads: int) -> list[Runner]:
+def compress_runners(contexts: list[str], peer: harness.Worker, folder: Path, loop, engines: list) -> list[Runner]:
     """The llmlingua worker and Shoal's engine on the same model and contexts, float32; each
     returns the compressed text of every context."""
     engine = engine_for("compressor", folder, "float32", loop)
     engines.append(engine)
-    torch.set_num_threads(threads)  # as for zero-shot: the loader thread left torch at 1
 
     def compress(warm: bool):
         result = loop.run_until_complete(engine.compress("compressor", contexts[:4] if warm else contexts,
