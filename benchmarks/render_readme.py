@@ -31,11 +31,16 @@ from benchmarks.harness import show, table  # noqa: E402
 
 README = ROOT / "README.md"
 RESULTS = ROOT / "benchmarks" / "results"
-BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+
+
+def stem(name: str) -> str:
+    """A block's results file: `<name>-cpu`, or a tagged models run (`models-cpu-<tag>`)."""
+    return f"models-cpu-{name}" if name in MODEL_TAGS else f"{name}-cpu"
 
 
 def load(name: str) -> dict | None:
-    path = RESULTS / f"{name}-cpu.json"
+    path = RESULTS / f"{stem(name)}.json"
     if not path.exists():
         return None
     data = json.loads(path.read_text())
@@ -48,8 +53,8 @@ def origin(data: dict, name: str) -> list[str]:
     cpu = f["cpu"]
     flags = "AMX-BF16" if cpu["amx_bf16"] else "AVX512-BF16, no AMX" if cpu["avx512_bf16"] else "no BF16 instructions"
     line = (f"`{f['command']}` at commit {f['git']['short']}, {f['date']}, on {cpu['model']} ({cpu['cores']} cores, "
-            f"{flags}); [results/{name}-cpu.md](benchmarks/results/{name}-cpu.md), "
-            f"[plot](benchmarks/results/{name}-cpu.png).")
+            f"{flags}); [results/{stem(name)}.md](benchmarks/results/{stem(name)}.md), "
+            f"[plot](benchmarks/results/{stem(name)}.png).")
     if f["git"]["dirty"]:
         line = f"**Measured with uncommitted changes ({', '.join(f['git']['dirty'])}).** " + line
     return [line, ""]
@@ -60,6 +65,8 @@ def statuses(by_status: dict) -> str:
 
 
 def verdicts(checks: list[dict], text) -> list[str]:
+    if not checks:
+        return []
     return ["", "Targets: " + "; ".join(f"{text(c)}: **{'met' if c['met'] else 'MISSED'}**" for c in checks) + "."]
 
 
@@ -188,7 +195,33 @@ def soak(d: dict) -> list[str]:
     ]
 
 
-RENDERERS = {"throughput": throughput, "models": models, "hotswap": hotswap, "vectordb": vectordb, "soak": soak}
+def fleet(d: dict) -> list[str]:
+    m, p = d["method"], d["projection"]
+    names = m["variants"]
+    rows = [[names[r["variant"]], show(r["hit_ratio"], "{:.3f}"), show(r["loads_per_1000"], "{:.0f}"),
+             show(r["goodput_rps"], "{:.1f}"), show(r["latency_p50"], "{:.3f}"), show(r["latency_p99"], "{:.3f}")]
+            for r in d["results"]]
+    simulated = d["validation"]["modelled"]
+    largest = str(max(p["replicas"]))
+    projected = [[names[v], f"{simulated[v]['hit_ratio']:.3f}", f"{p['results'][v][largest]['hit_ratio']:.3f}",
+                  f"{p['results'][v][largest]['loads_per_1000']:.0f}"] for v in p["results"]]
+    return [
+        (f"{m['replicas']} `shoal serve` replicas with room for {m['capacity']} of 24 models each (no host tier) "
+         f"behind the real HAProxy with the shipped `haproxy.cfg` (one line apart per variant); Zipf({m['zipf_s']}) "
+         f"traffic, {m['requests']:,} requests from {m['concurrency']} clients per round; medians (min-max) of "
+         f"{m['rounds']} interleaved rounds (latency in seconds)."), "",
+        *table(["router", "hit ratio", "loads per 1,000 requests", "goodput req/s", "p50 s", "p99 s"], rows),
+        "",
+        (f"A simulator running Shoal's own `ModelPool` behind HAProxy's consistent-hash ring, checked against the "
+         f"real run on the same trace, projects {largest} replicas over {p['models']} models:"), "",
+        *table(["router", f"simulated hit ratio, {m['replicas']} replicas (real above)",
+                f"hit ratio, {largest} replicas", "loads per 1,000"], projected),
+    ]
+
+
+MODEL_TAGS = ("gliner", "zero-shot", "compress")
+RENDERERS = {"throughput": throughput, "models": models, "hotswap": hotswap, "vectordb": vectordb, "soak": soak,
+             "fleet": fleet, **{tag: models for tag in MODEL_TAGS}}
 
 
 def block(name: str) -> str:
