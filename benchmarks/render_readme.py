@@ -227,7 +227,8 @@ RENDERERS = {"throughput": throughput, "models": models, "hotswap": hotswap, "ve
 def block(name: str) -> str:
     data = load(name)
     if data is None:
-        lines = [f"No results from the benchmark harness yet: run `python benchmarks/{name}.py`, then "
+        run = f"models.py --workloads {name} --tag {name}" if name in MODEL_TAGS else f"{name}.py"
+        lines = [f"No results from the benchmark harness yet: run `python benchmarks/{run}`, then "
                  "`python benchmarks/render_readme.py`."]
     else:
         lines = origin(data, name) + RENDERERS[name](data)

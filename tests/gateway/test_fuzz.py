@@ -110,6 +110,7 @@ VALID = {
     "POST /weaviate/{model}/vectors": [_at(MINILM, text="a river"),
                                        _at(MINILM, texts=["a", "b"], config={"task_type": "query"})],
     "POST /weaviate/{model}/rerank": [_at("rerank", query="q", documents=["a", "b"])],
+    "POST /weaviate/{model}/ner": [_at("ner", text="Ada lives in Paris")],
 }
 
 

@@ -117,7 +117,8 @@ def test_readyz_is_not_ready_while_no_configured_model_can_serve(tmp_path):
 
 @pytest.mark.parametrize("path,body,shape", [
     ("/v1/encode", {"model": "c", "inputs": TEXTS}, lambda b: b["error"]["type"] == "unauthorized"),
-    ("/v1/embeddings", {"model": "c", "input": TEXTS}, lambda b: b["error"]["type"] == "unauthorized"),
+    ("/v1/embeddings", {"model": "c", "input": TEXTS},
+     lambda b: (b["error"]["type"], b["error"]["code"]) == ("authentication_error", "unauthorized")),
     ("/tei/c/embed", {"inputs": TEXTS}, lambda b: set(b) == {"error", "error_type"}),
     ("/weaviate/c/vectors", {"text": TEXTS[0]}, lambda b: set(b) == {"error"} and isinstance(b["error"], str)),
     ("/v2/embed", {"model": "c", "texts": TEXTS}, lambda b: set(b) == {"message"}),
