@@ -115,6 +115,10 @@ def _classifications(body: dict) -> list[list[tuple[str, float]]]:
     return [[(label["label"], label["score"]) for label in r["labels"]] for r in body["results"]]
 
 
+def _entities(body: dict) -> list[list[dict]]:
+    return [r["entities"] for r in body["results"]]
+
+
 def _ranking(body: dict) -> Ranking:
     return Ranking(body["model"], [(r["index"], r["score"]) for r in body["results"]], body["usage"]["input_tokens"])
 
@@ -237,9 +241,27 @@ class _Base(abc.ABC):
             body["top_n"] = top_n
         return self._call("POST", "/v1/score", body, _ranking)
 
-    def classify(self, inputs: Sequence[str], model: str | None = None) -> list[list[tuple[str, float]]]:
-        body = {"model": self._model(model), "inputs": list(inputs)}
+    def classify(self, inputs: Sequence[str], model: str | None = None, *, labels: Sequence[str] | None = None,
+                 multi_label: bool = False, hypothesis_template: str | None = None) -> list[list[tuple[str, float]]]:
+        """(label, score) pairs per input, best first. `labels` for models that take them at
+        request time (zero-shot NLI models); fixed-label classifiers use their own."""
+        body: dict[str, Any] = {"model": self._model(model), "inputs": list(inputs)}
+        if labels is not None:
+            body.update(labels=list(labels), multi_label=multi_label)
+        if hypothesis_template is not None:
+            body["hypothesis_template"] = hypothesis_template
         return self._call("POST", "/v1/classify", body, _classifications)
+
+    def extract(self, inputs: Sequence[str], model: str | None = None, *, labels: Sequence[str] | None = None,
+                threshold: float | None = None, flat_ner: bool | None = None,
+                multi_label: bool | None = None) -> list[list[dict]]:
+        """Entities per input: {"label", "text", "start", "end", "score"} with character
+        offsets. `labels` (and `threshold`, `flat_ner`, `multi_label`) for GLiNER models."""
+        options = {"labels": None if labels is None else list(labels), "threshold": threshold, "flat_ner": flat_ner,
+                   "multi_label": multi_label}
+        body = {"model": self._model(model), "inputs": list(inputs),
+                **{key: value for key, value in options.items() if value is not None}}
+        return self._call("POST", "/v1/extract", body, _entities)
 
     def compress(self, context: str | Sequence[str], model: str | None = None, *, rate: float | None = None,
                  threshold: float | None = None, force_tokens: Sequence[str] | None = None, query: str | None = None,

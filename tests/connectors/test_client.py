@@ -117,3 +117,36 @@ def test_retry_after_forms():
     assert retry_after_seconds(httpx.Response(429), 0.5) == 0.5
     date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
     assert 25 <= retry_after_seconds(httpx.Response(503, headers={"Retry-After": date}), 1.0) <= 31
+
+
+def test_classify_with_request_labels_and_extract(tmp_path):
+    """classify() with labels (a zero-shot NLI model, against transformers' pipeline) and
+    without (a fixed-label classifier), extract() on a BIO tagger (against the
+    token-classification pipeline), over real HTTP."""
+    from engine import Engine, EngineConfig, spec_from_folder
+    from tests import zoo
+    from tests.conftest import LiveServer
+    from tests.engine.test_zero_shot import nli_model, pipeline_scores
+
+    nli = nli_model(tmp_path / "nli", "bert", "entailment-last")
+    intent, _ = zoo.classifier(tmp_path / "intent")
+    ner, _ = zoo.entity_tagger(tmp_path / "ner")
+    specs = [spec_from_folder(name, folder) for name, folder in (("nli", nli), ("intent", intent), ("ner", ner))]
+    labels = ["billing", "a bug", "sales"]
+    with LiveServer(Engine(specs, EngineConfig(device="cpu", dtype="float32"))) as live, \
+            ShoalClient(live.url) as shoal:
+        for multi_label in (False, True):
+            got = shoal.classify(TEXTS, model="nli", labels=labels, multi_label=multi_label)
+            want = pipeline_scores(nli, TEXTS, labels, multi_label)
+            for pairs, expected in zip(got, want):
+                np.testing.assert_allclose([dict(pairs)[label] for label in labels], expected, atol=1e-5)
+                assert [score for _, score in pairs] == sorted((score for _, score in pairs), reverse=True)
+        for pairs, expected in zip(shoal.classify(TEXTS, model="intent"), references.classifications(intent, TEXTS)):
+            assert dict(pairs) == pytest.approx(expected, abs=1e-5)
+        found = shoal.extract(TEXTS, model="ner")
+        want = references.entities(ner, TEXTS)
+        assert [[(e["label"], e["start"], e["end"]) for e in entities] for entities in found] == \
+            [[(e["entity_group"], e["start"], e["end"]) for e in entities] for entities in want]
+        with pytest.raises(ShoalError) as caught:
+            shoal.classify(TEXTS, model="intent", labels=labels)
+        assert caught.value.status == 422
