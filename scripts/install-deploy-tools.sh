@@ -29,6 +29,13 @@ as_root() {
         log "need root for: $*"; return 1; fi
 }
 
+# --- curl (the README's shell examples, run by tests/test_readme_examples.py) ---
+if ! command -v curl >/dev/null; then
+    log "installing curl (Debian package)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl
+fi
+
 # --- prometheus + promtool ---------------------------------------------------
 if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
     log "prometheus present: $(prometheus --version 2>&1 | head -n1)"
