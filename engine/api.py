@@ -79,17 +79,18 @@ class ModelStatus:
     name: str
     source: str | None
     state: str  # disk | host | loading | resident | failed
-    bytes: int
-    capabilities: tuple[str, ...]
-    backend: str
-    dimension: int
-    max_length: int
+    # None where the model's folder could not be read (state `failed`): unknown, never a guess
+    bytes: int | None
+    capabilities: tuple[str, ...] | None
+    backend: str | None
+    dimension: int | None
+    max_length: int | None
     loads: int
     evictions: int
     last_used: float | None
     error: str | None
     pinned: bool
-    labels_at_request: bool = False  # zero-shot classifiers and GLiNER take their labels per request
+    labels_at_request: bool | None = False  # zero-shot classifiers and GLiNER take their labels per request
 
 
 @dataclass(frozen=True)

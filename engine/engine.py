@@ -169,12 +169,20 @@ class Engine:
                           tokenizer_threads=self.config.tokenizer_threads)
 
     def models(self) -> list[ModelStatus]:
-        return [ModelStatus(name=entry.spec.name, source=entry.spec.source, state=entry.state, bytes=entry.bytes,
-                            capabilities=entry.spec.capabilities, backend=self.backend(entry.spec),
-                            dimension=entry.spec.dimension, max_length=entry.spec.max_length, loads=entry.loads,
-                            evictions=entry.evictions, last_used=entry.last_used, error=entry.error,
-                            pinned=entry.spec.pin, labels_at_request=TASKS[entry.spec.task].labels_at_request)
-                for entry in self.pool.entries.values()]
+        return [self._status(entry) for entry in self.pool.entries.values()]
+
+    def _status(self, entry) -> ModelStatus:
+        """A model's state. What only its folder can tell (task, sizes, dimension) is None when
+        the folder could not be read, and its size is None when its weights could not be."""
+        spec = entry.spec
+        read = bool(spec.config)  # an unreadable folder's spec holds placeholders only
+        return ModelStatus(name=spec.name, source=spec.source, state=entry.state,
+                           bytes=entry.bytes if read and spec.parameter_count else None,
+                           capabilities=spec.capabilities if read else None,
+                           backend=self.backend(spec) if read else None,
+                           dimension=spec.dimension if read else None, max_length=spec.max_length if read else None,
+                           loads=entry.loads, evictions=entry.evictions, last_used=entry.last_used, error=entry.error,
+                           pinned=spec.pin, labels_at_request=TASKS[spec.task].labels_at_request if read else None)
 
     def backend(self, spec: ModelSpec) -> str:
         """The attention backend a model runs on: the engine's, or the transformers fallback."""

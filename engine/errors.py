@@ -9,9 +9,13 @@ _ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s'\"/:,;()]+/)*[^\s'\"/:,;()]*")
 
 def public_reason(reason: str, folder: Path | None) -> str:
     """A model's failure as clients see it: files named relative to the model's folder, and
-    no other server path (the log keeps the full reason)."""
+    no other server path (the log keeps the full reason). A source that is no folder here (a hub
+    id, a relative name) is the operator's reference, not a server path: it stays."""
+    if folder and not folder.is_absolute() and not folder.exists():
+        folder = None
     for path in {str(folder), str(folder.resolve())} if folder else ():
-        reason = reason.replace(path + "/", "").replace(path, "its folder")
+        # quoted, the path is a value ("source '/x' is neither a folder ..."): a placeholder keeps the sentence whole
+        reason = reason.replace(repr(path), "'<path>'").replace(path + "/", "").replace(path, "its folder")
     return _ABSOLUTE_PATH.sub("<path>", reason)
 
 

@@ -25,7 +25,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Callable, Collection
 
-from .errors import Conflict, LoadTimeout, ModelLoadError, ModelNotFound, NoRoom, public_reason
+from .errors import Conflict, LoadTimeout, ModelLoadError, ModelNotFound, NoRoom, about_model, public_reason
 from .served import ServedModel
 from .sizes import format_size
 from .spec import ModelSpec, folder_fingerprint
@@ -237,7 +237,7 @@ class ModelPool:
             reason = error.message if isinstance(error, ModelLoadError) else f"{type(error).__name__}: {error}"
             log.error("model load failed", extra={"model": name, "reason": reason})
             entry.state, entry.failed_at, entry.served = "failed", time.monotonic(), None
-            entry.error = public_reason(reason, entry.spec.path)
+            entry.error = public_reason(about_model(name, reason), entry.spec.path)  # names its model once
             self.observer.model_load_failed(name)
             self._notify()
             raise ModelLoadError(entry.error) from error

@@ -19,6 +19,7 @@ from .docs import docs_assets, openapi_config
 from .errors import error_handler, native_shape
 from .metrics import Metrics
 from .middleware import CancelOnDisconnect, CollapseSlashes, InFlight, RequestMetrics
+from .openapi import StrictStructSchema
 from .ops import OpsController
 from .protocols.cohere import CohereController
 from .protocols.jina import JinaController
@@ -89,6 +90,7 @@ def create_app(engine: EngineAPI, settings: GatewaySettings = GatewaySettings())
         request_max_body_size=settings.max_body_bytes,
         exception_handlers={Exception: error_handler(native_shape)},
         openapi_config=openapi_config(__version__),
+        plugins=[StrictStructSchema()],  # additionalProperties: false for the native request bodies
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         state=state,

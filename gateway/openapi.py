@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 import msgspec
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Example
+from litestar.openapi.spec import Example, Schema
+from litestar.typing import FieldDefinition
 
 from .errors import ApiError
 
@@ -51,3 +53,18 @@ def error_responses(body: type[msgspec.Struct], shape: Callable[[ApiError], Any]
         responses[status] = ResponseSpec(data_container=body, description=DESCRIPTIONS[status],
                                          generate_examples=False, examples=[Example(value=example)])
     return responses
+
+
+class StrictStructSchema(StructSchemaPlugin):
+    """Litestar's schema for a msgspec Struct, with `additionalProperties: false` where the Struct
+    forbids unknown fields (the native API's request bodies): the schema says what the server
+    enforces, and a client generated from it cannot send a misspelt field."""
+
+    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+        return (super().is_plugin_supported_field(field_definition)
+                and field_definition.type_.__struct_config__.forbid_unknown_fields)
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        schema.additional_properties = False
+        return schema

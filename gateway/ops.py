@@ -26,12 +26,12 @@ class OpsController(Controller):
         if not engine.ready or not startup.preloaded:
             message = "starting up or shutting down"
         elif not engine.can_serve():
-            message = "no configured model can serve: " + "; ".join(
-                f"{m.name}: {m.error}" for m in engine.models() if m.error)
+            # each error already names its model ("model 'x': ...")
+            message = "no configured model can serve: " + "; ".join(m.error for m in engine.models() if m.error)
         else:
             return Response({"status": "ready"}, status_code=200)
         return Response({"error": {"type": "not_ready", "message": message}}, status_code=503)
 
-    @get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4; charset=utf-8")
+    @get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4")
     async def metrics(self, metrics: Metrics) -> bytes:
         return metrics.exposition()

@@ -20,6 +20,8 @@ class ShoalRequest(Request):
     turns every undecodable body into a 400."""
 
     async def json(self) -> Any:
+        if self._json is Empty and self._connection_state.json is not Empty:  # decoded for another Request
+            self._json = self._connection_state.json
         if self._json is Empty:
             media = self.headers.get("content-type", "").split(";")[0].strip().lower()
             is_msgpack = media in _MSGPACK_TYPES
@@ -27,8 +29,15 @@ class ShoalRequest(Request):
                     or self.route_handler.opt.get("any_content_type")):
                 raise HTTPException(status_code=415, detail=f"a body of type {media!r} is not read here: send "
                                                             "Content-Type: application/json (or application/msgpack)")
-            self._json = decode_body(await self.body(), is_msgpack)
+            self._json = self._connection_state.json = decode_body(await self.body(), is_msgpack)
         return self._json
+
+
+def decoded_body(request: Request) -> Any:
+    """The body as ShoalRequest.json decoded it for this connection, or None when it was not
+    decoded (error messages read it to name every missing field)."""
+    body = request._connection_state.json  # Litestar's per-connection cache, shared by its Request objects
+    return None if body is Empty else body
 
 
 def decode_body(body: bytes, is_msgpack: bool) -> Any:

@@ -24,7 +24,18 @@ class Usage(msgspec.Struct):
     input_tokens: int
 
 
-class EncodeRequest(msgspec.Struct):
+class StrictRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A native request body: a field this API does not define is a 422 naming it (a typo such as
+    `normalise` is refused, not silently ignored; the schema says `additionalProperties: false`).
+    Protocol routes ignore fields they do not define, as the servers their clients were written
+    for do: TEI (serde structs without deny_unknown_fields), Ollama (Go's encoding/json), the
+    Weaviate module containers (pydantic's default), Cohere (Weaviate's reranker-cohere sends v1's
+    `return_documents` to /v2/rerank), Jina (lenient like the rest), and OpenAI's route, although
+    api.openai.com refuses unknown arguments: the route also takes Jina's bodies (Weaviate's
+    text2vec-jinaai) and OpenAI-compatible clients' extras, which TEI's and vLLM's routes ignore."""
+
+
+class EncodeRequest(StrictRequest):
     model: str
     inputs: list[str]
     input_type: Literal["document", "query"] = "document"
@@ -49,7 +60,7 @@ class EncodeResponse(msgspec.Struct):
     usage: Usage
 
 
-class ScoreRequest(msgspec.Struct):
+class ScoreRequest(StrictRequest):
     model: str
     query: str
     documents: list[str]
@@ -69,7 +80,7 @@ class ScoreResponse(msgspec.Struct):
     usage: Usage
 
 
-class ClassifyRequest(msgspec.Struct):
+class ClassifyRequest(StrictRequest):
     model: str
     inputs: list[str]
     truncate: bool = True
@@ -78,7 +89,7 @@ class ClassifyRequest(msgspec.Struct):
     hypothesis_template: str | None = None  # zero-shot: how a label is posed, "This example is {}." by default
 
 
-class ExtractRequest(msgspec.Struct):
+class ExtractRequest(StrictRequest):
     model: str
     inputs: list[str]
     truncate: bool = True
@@ -122,7 +133,7 @@ class ExtractResponse(msgspec.Struct):
     usage: Usage
 
 
-class CompressRequest(msgspec.Struct):
+class CompressRequest(StrictRequest):
     model: str
     context: str | None = None  # one text, or
     contexts: list[str] | None = None  # several, each compressed on its own
@@ -190,24 +201,26 @@ def embeddings_body(result) -> list:
 
 
 class ModelEntry(msgspec.Struct):
-    """OpenAI's model object, extended with Shoal's serving state."""
+    """OpenAI's model object, extended with Shoal's serving state. A model whose folder could not
+    be read (state `failed`, `error` says why) has null for what only its folder could tell:
+    bytes, capabilities, attention_backend, dimension, max_length, labels_at_request."""
 
     id: str
     object: str
     created: int
     owned_by: str
     state: str
-    bytes: int
-    capabilities: list[str]
-    attention_backend: str
+    bytes: int | None
+    capabilities: list[str] | None
+    attention_backend: str | None
     dtype: str
     device: str
-    dimension: int
-    max_length: int
+    dimension: int | None
+    max_length: int | None
     loads: int
     evictions: int
     pinned: bool
-    labels_at_request: bool  # takes its labels with each request (zero-shot classifiers, GLiNER)
+    labels_at_request: bool | None  # takes its labels with each request (zero-shot classifiers, GLiNER)
     source: str | None = None
     last_used: float | None = None
     error: str | None = None
@@ -227,7 +240,8 @@ def model_list(engine: EngineAPI, created: int) -> ModelList:
     info = engine.info()
     return ModelList("list", [
         ModelEntry(id=m.name, object="model", created=created, owned_by="shoal", state=m.state, bytes=m.bytes,
-                   capabilities=list(m.capabilities), attention_backend=m.backend, dtype=info.dtype,
+                   capabilities=None if m.capabilities is None else list(m.capabilities),
+                   attention_backend=m.backend, dtype=info.dtype,
                    device=info.device, dimension=m.dimension, max_length=m.max_length, loads=m.loads,
                    evictions=m.evictions, pinned=m.pinned, labels_at_request=m.labels_at_request, source=m.source, last_used=m.last_used, error=m.error)
         for m in engine.models()

@@ -118,5 +118,5 @@ class OllamaController(Controller):
             spec = engine.resolve(status.name)
             details = ModelDetails("safetensors", spec.model_type or "unknown", [spec.model_type or "unknown"],
                                    _parameters(spec.parameter_count), "F32")
-            models.append(TagModel(status.name, status.name, modified, status.bytes, "", details))
+            models.append(TagModel(status.name, status.name, modified, status.bytes or 0, "", details))
         return respond(request, Tags(models))

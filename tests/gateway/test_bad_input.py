@@ -97,3 +97,85 @@ def test_a_body_that_is_not_json_or_msgpack_is_a_415(client, content_type):
     assert response.json()["error"]["type"] == "unsupported_media_type"
     assert "application/json" in response.json()["error"]["message"]
     assert client.post("/v1/encode", json={"model": MODEL, "inputs": ["a"]}).status_code == 200
+
+
+# a body each native route takes, and a misspelling of one of its fields
+NATIVE_BODIES = [
+    ("/v1/encode", {"model": MODEL, "inputs": ["a"]}, "normalise", "normalize"),
+    ("/v1/score", {"model": MODEL, "query": "q", "documents": ["a"]}, "topn", "top_n"),
+    ("/v1/classify", {"model": MODEL, "inputs": ["a"]}, "lables", "labels"),
+    ("/v1/extract", {"model": MODEL, "inputs": ["a"]}, "treshold", "threshold"),
+    ("/v1/compress", {"model": MODEL, "context": "a"}, "contxt", "context"),
+]
+
+
+@pytest.mark.parametrize("path,body,typo,meant", NATIVE_BODIES, ids=[b[0] for b in NATIVE_BODIES])
+def test_an_unknown_field_on_a_native_route_is_a_422_naming_it(client, path, body, typo, meant):
+    response = client.post(path, json={**body, typo: 1})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request"
+    assert error["message"] == f"unknown field `{typo}` (did you mean `{meant}`?)"
+
+
+def test_an_unknown_field_is_named_in_msgpack_too_and_unlike_names_list_the_fields(client):
+    import msgspec
+
+    response = client.post("/v1/encode", content=msgspec.msgpack.encode({"model": MODEL, "inputs": ["a"], "zzz": 1}),
+                           headers={"content-type": "application/msgpack"})
+    assert response.status_code == 422
+    message = response.json()["error"]["message"]
+    assert message.startswith("unknown field `zzz` (the fields are ") and "`inputs`" in message and "`model`" in message
+
+
+@pytest.mark.parametrize("path,missing", [
+    ("/v1/encode", "missing required fields `model`, `inputs`"),
+    ("/v1/score", "missing required fields `model`, `query`, `documents`"),
+    ("/v1/compress", "missing required field `model`"),
+])
+def test_an_empty_object_names_every_missing_field(client, path, missing):
+    response = client.post(path, json={})
+    assert response.status_code == 422
+    assert response.json()["error"] == {"type": "invalid_request", "message": missing}
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/msgpack"])
+def test_a_zero_length_body_is_a_400_saying_so(client, content_type):
+    response = client.post("/v1/encode", content=b"", headers={"content-type": content_type})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "malformed_request" and "body is empty" in error["message"]
+
+
+@pytest.mark.parametrize("body,message", [
+    (b"[1, 2]", "the request body must be an object, got `array`"),
+    (b'{"model": "all-MiniLM-L6-v2", "inputs": ["a", 3]}', "`inputs[1]`: expected `str`, got `int`"),
+])
+def test_validation_messages_name_the_body_or_field_not_the_handler_argument(client, body, message):
+    response = client.post("/v1/encode", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422 and response.json()["error"]["message"] == message
+
+
+# Protocol routes ignore fields they do not define, as their real servers do (see protocols.md): the
+# fields here are ones real clients send (Jina's task/embedding_type on /v1/embeddings from Weaviate's
+# text2vec-jinaai, text2vec-huggingface's `options` to TEI's /embed, Weaviate's dims/vector/error).
+LENIENT = [
+    ("/v1/embeddings", {"model": MODEL, "input": ["a"], "user": "u", "task": "retrieval.passage",
+                        "embedding_type": "float"}),
+    ("/v2/embed", {"model": MODEL, "texts": ["a"], "input_type": "search_document", "embedding_types": ["float"],
+                   "truncate": "END"}),
+    ("/api/embed", {"model": MODEL, "input": ["a"], "keep_alive": "5m", "options": {"num_thread": 2}}),
+    (f"/tei/{MODEL}/embed", {"inputs": ["a"], "options": {}}),
+    (f"/weaviate/{MODEL}/vectors", {"text": "a", "dims": 0, "vector": None, "error": "", "extra": 1}),
+]
+
+
+@pytest.mark.parametrize("path,body", LENIENT, ids=[p for p, _ in LENIENT])
+def test_protocol_routes_ignore_fields_they_do_not_use(client, path, body):
+    response = client.post(path, json=body)
+    assert response.status_code == 200, response.text
+
+
+def test_metrics_content_type_names_its_charset_once(client):
+    content_type = client.get("/metrics").headers["content-type"]
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"

@@ -111,6 +111,7 @@ def test_readyz_is_not_ready_while_no_configured_model_can_serve(tmp_path):
         assert ready.status_code == 503
         message = ready.json()["error"]["message"]
         assert "no configured model can serve" in message and "gone" in message and str(tmp_path) not in message
+        assert message.count("'gone'") == 1, message  # its reason once, not "gone: model 'gone': ..."
     finally:
         live.__exit__(None, None, None)
 
@@ -130,3 +131,29 @@ def test_a_missing_key_is_refused_in_the_routes_own_error_shape(pinned_server, p
     response = _post(live, path, key=None, json=body)
     assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
     assert shape(response.json()), response.text
+
+
+def test_failed_models_show_their_reason_once_and_no_guessed_fields(tmp_path, minilm_spec):
+    """/v1/models on a server whose catalog names a missing folder, a folder without config.json
+    and a hub id absent from the cache: each is `failed` with its reason once and no server path,
+    and what only its folder could tell is null; the served model still serves, and /readyz is 200."""
+    (tmp_path / "no-config").mkdir()
+    specs = [minilm_spec, spec_from_reference("missing", str(tmp_path / "nowhere")),
+             spec_from_reference("no-config", str(tmp_path / "no-config")),
+             spec_from_reference("uncached", "example-org/not-in-the-cache")]
+    with LiveServer(Engine(specs, EngineConfig(device="cpu", dtype="float32"))) as live:
+        entries = {m["id"]: m for m in httpx.get(live.url + "/v1/models", timeout=30).json()["data"]}
+        assert entries[minilm_spec.name]["dimension"] == 384 and entries[minilm_spec.name]["capabilities"] == ["dense"]
+        reasons = {"missing": "neither a folder nor a model in the local Hugging Face cache",
+                   "no-config": "no config.json in its folder", "uncached": "'example-org/not-in-the-cache'"}
+        for name, reason in reasons.items():
+            entry = entries[name]
+            assert entry["state"] == "failed" and reason in entry["error"], entry
+            assert entry["error"].count(f"model '{name}'") == 1 and str(tmp_path) not in entry["error"], entry
+            unknown = ("bytes", "capabilities", "attention_backend", "dimension", "max_length", "labels_at_request")
+            assert {key: entry[key] for key in unknown} == dict.fromkeys(unknown), entry
+            refused = httpx.post(live.url + "/v1/encode", json={"model": name, "inputs": ["a"]}, timeout=30)
+            assert refused.status_code == 503 and refused.json()["error"]["type"] == "model_load_failed"
+            message = refused.json()["error"]["message"]
+            assert reason in message and message.count(f"model '{name}'") == 1 and str(tmp_path) not in message
+        assert httpx.get(live.url + "/readyz", timeout=5).status_code == 200  # one model can serve
