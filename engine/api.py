@@ -66,6 +66,7 @@ class Classified:
     labels: tuple[str, ...]
     probabilities: np.ndarray  # [n, labels]
     input_tokens: int
+    threshold: float | None = None  # a request's threshold: answers leave out the labels scored below it
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ class EngineAPI(Protocol):
                           truncate: bool = True, deadline: float | None = None) -> Scored: ...
     async def classify(self, model: str, texts: Sequence[str], truncate: bool = True, deadline: float | None = None,
                        labels: Sequence[str] | None = None, multi_label: bool | None = None,
-                       hypothesis_template: str | None = None) -> Classified: ...
+                       hypothesis_template: str | None = None, threshold: float | None = None) -> Classified: ...
     async def extract(self, model: str, texts: Sequence[str], truncate: bool = True, deadline: float | None = None,
                       labels: Sequence[str] | None = None, threshold: float | None = None,
                       flat_ner: bool | None = None, multi_label: bool | None = None) -> Extracted: ...

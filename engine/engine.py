@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import compress as compression
-from . import gliner
+from . import gliclass, gliner
 from .api import (
     OUTPUTS,
     Classified,
@@ -322,23 +322,36 @@ class Engine:
     @_counted
     async def classify(self, model: str, texts: Sequence[str], truncate: bool = True, deadline: float | None = None,
                        labels: Sequence[str] | None = None, multi_label: bool | None = None,
-                       hypothesis_template: str | None = None) -> Classified:
+                       hypothesis_template: str | None = None, threshold: float | None = None) -> Classified:
         """Label probabilities per input. Fixed-label classifiers: softmax, or a sigmoid per
         label for multi-label models, over the labels of their config. Zero-shot (NLI)
         classifiers: over the `labels` given, each posed as `hypothesis_template` about the
-        text, scored as transformers' zero-shot-classification pipeline does. `texts` may
-        also be (text, text) pairs, classified over the model's own labels (an NLI model
-        judging a premise and a hypothesis, TEI's /predict with pairs)."""
+        text, scored as transformers' zero-shot-classification pipeline does. GLiClass models:
+        over the `labels` given, in one prompt with the text (engine.gliclass), multi-label as
+        the model was trained unless `multi_label` says. With labels given, `threshold` leaves
+        out of answers the labels scored below it. `texts` may also be (text, text) pairs,
+        classified over the model's own labels (an NLI model judging a premise and a
+        hypothesis, TEI's /predict with pairs)."""
         spec = self.resolve(model)
         self._require(spec, "classify")
         if texts and all(isinstance(text, (list, tuple)) for text in texts):
             return await self._classify_pairs(spec, texts, truncate, deadline)
         self._check_inputs(texts)
         if TASKS[spec.task].labels_at_request:
-            return await self._zero_shot(spec, list(texts), labels, bool(multi_label), hypothesis_template, truncate,
-                                         deadline)
+            if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                          or not 0 <= threshold <= 1):
+                raise InvalidInput("threshold must be a number from 0 to 1")
+            if spec.task == "gliclass":
+                if hypothesis_template is not None:
+                    raise InvalidInput(f"model {spec.name!r} is a GLiClass model: it reads the labels themselves; "
+                                       f"hypothesis_template is for NLI zero-shot models")
+                result = await self._gliclass(spec, list(texts), labels, multi_label, truncate, deadline)
+            else:
+                result = await self._zero_shot(spec, list(texts), labels, bool(multi_label), hypothesis_template,
+                                               truncate, deadline)
+            return replace(result, threshold=None if threshold is None else float(threshold))
         for name, value in (("labels", labels), ("multi_label", multi_label),
-                            ("hypothesis_template", hypothesis_template)):
+                            ("hypothesis_template", hypothesis_template), ("threshold", threshold)):
             if value is not None:
                 raise InvalidInput(f"model {spec.name!r} classifies into its own labels {list(spec.labels)}; "
                                    f"{name} is for zero-shot models")
@@ -370,6 +383,15 @@ class Engine:
         logits = await self._submit(spec, Work(Head.SEQUENCE_LOGITS), items, np.stack, deadline)
         scores = zero_shot_probabilities(logits.reshape(len(texts), len(labels), -1), spec.labels, multi_label)
         return Classified(tuple(labels), scores, _tokens(items))
+
+    async def _gliclass(self, spec: ModelSpec, texts: list[str], labels: Sequence[str] | None,
+                        multi_label: bool | None, truncate: bool, deadline: float | None) -> Classified:
+        """One sequence per text, its labels in the prompt: a logit per label, then softmax or sigmoid."""
+        labels = check_labels(labels, spec.name)
+        items = await self._tokenize(self._gliclass_tokenizer(spec).encode, texts, labels, truncate)
+        logits = await self._submit(spec, Work(Head.PROMPTED_LABELS), items, np.stack, deadline)
+        multi_label = spec.multi_label if multi_label is None else bool(multi_label)
+        return Classified(tuple(labels), label_probabilities(logits, multi_label), _tokens(items))
 
     @_counted
     async def extract(self, model: str, texts: Sequence[str], truncate: bool = True, deadline: float | None = None,
@@ -510,6 +532,10 @@ class Engine:
     def _gliner_tokenizer(self, spec: ModelSpec) -> gliner.GlinerTokenizer:
         return self._cached_tokenizer(spec, "gliner",
                                       lambda: gliner.GlinerTokenizer(spec.path, spec.gliner, spec.max_length))
+
+    def _gliclass_tokenizer(self, spec: ModelSpec) -> gliclass.GliclassTokenizer:
+        return self._cached_tokenizer(spec, "gliclass",
+                                      lambda: gliclass.GliclassTokenizer(spec.path, spec.gliclass, spec.max_length))
 
     def _cached_tokenizer(self, spec: ModelSpec, kind: str, build: Callable[[], Any]):
         """One tokenizer per model and kind, built again when the pool's spec changed (a

@@ -3,7 +3,8 @@
 The task heads of every supported family share one shape: an optional dense layer and
 activation, an optional LayerNorm, and an output projection. Each architecture file maps
 its checkpoint names onto that shape (`head_weights`), so heads are written once here.
-GLiNER's span head, which any backbone can carry, is here too (`SpanHead`)."""
+GLiNER's span head and GLiClass's label scorer, which any backbone can carry, are here too
+(`SpanHead`, `GliclassHead`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .batch import PackedBatch
+from .gliclass import GliclassSettings, Prompted
 from .gliner import GlinerSettings, Window
 
 ACTIVATIONS = {
@@ -191,3 +193,120 @@ class SpanHead(nn.Module):
         widths = torch.arange(self.max_width).repeat(int(sizes.sum()))
         ends = torch.minimum(starts + widths, window_ends.repeat_interleave(self.max_width))
         return starts.to(device), ends.to(device)
+
+
+class FeaturesProjector(nn.Module):
+    """The gliclass package's projector: Linear -> activation -> (dropout) -> Linear."""
+
+    def __init__(self, weights: dict[str, torch.Tensor], name: str, activation: str):
+        super().__init__()
+        self.linear_1 = _linear(weights, f"{name}.linear_1")
+        self.linear_2 = _linear(weights, f"{name}.linear_2")
+        self.act = ACTIVATIONS[activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(self.act(self.linear_1(x)))
+
+
+class DotScorer(nn.Module):
+    """scorer_type "simple": the dot product of the text's and each label's vector."""
+
+    def forward(self, text: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return labels @ text.T
+
+
+class WeightedDotScorer(nn.Module):
+    """scorer_type "weighted-dot": text and label each projected to two halves (a, b); an MLP
+    reads [text a | label a | text b * label b]."""
+
+    def __init__(self, weights: dict[str, torch.Tensor]):
+        super().__init__()
+        self.proj_text = _linear(weights, "scorer.proj_text")
+        self.proj_label = _linear(weights, "scorer.proj_label")
+        self.out_mlp = nn.ModuleDict({"0": _linear(weights, "scorer.out_mlp.0"),
+                                      "3": _linear(weights, "scorer.out_mlp.3")})
+
+    def forward(self, text: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        text_a, text_b = self.proj_text(text).chunk(2, dim=-1)
+        label_a, label_b = self.proj_label(labels).chunk(2, dim=-1)
+        joined = torch.cat([text_a.expand_as(label_a), label_a, text_b * label_b], dim=-1)
+        return self.out_mlp["3"](F.relu(self.out_mlp["0"](joined))).squeeze(-1)
+
+
+class MlpScorer(nn.Module):
+    """scorer_type "mlp": an MLP (two ReLU layers) over [text | label]."""
+
+    def __init__(self, weights: dict[str, torch.Tensor]):
+        super().__init__()
+        self.mlp = nn.ModuleDict({str(i): _linear(weights, f"scorer.mlp.{i}") for i in (0, 2, 4)})
+
+    def forward(self, text: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([text.expand(labels.shape[0], -1), labels], dim=-1)
+        for i in ("0", "2"):
+            x = F.relu(self.mlp[i](x))
+        return self.mlp["4"](x).squeeze(-1)
+
+
+class GliclassHead(nn.Module):
+    """GLiClass's uni-encoder head (engine/gliclass.py prepares its input): the text is the
+    sequence's first token [after a bidirectional LSTM], each label the mean of its tokens
+    (one token unless "average"); both go through their projector [and are made unit length],
+    and the scorer gives one logit per label [times logit_scale, for unit vectors]. Built from
+    weights named as gliclass.split_checkpoint names them; returns one [labels] float32 array
+    of logits per sequence."""
+
+    def __init__(self, weights: dict[str, torch.Tensor], settings: GliclassSettings):
+        super().__init__()
+        if settings.projector_activation not in ACTIVATIONS:
+            raise ValueError(f"GLiClass projector_hidden_act {settings.projector_activation!r} is not supported; "
+                             f"known: {sorted(ACTIVATIONS)}")
+        self.normalize = settings.normalize_features
+        self.text = FeaturesProjector(weights, "text", settings.projector_activation)
+        self.label = FeaturesProjector(weights, "label", settings.projector_activation)
+        self.lstm = None
+        if settings.use_lstm:
+            size, inputs = weights["lstm.weight_hh_l0"].shape[1], weights["lstm.weight_ih_l0"].shape[1]
+            self.lstm = nn.LSTM(inputs, size, bidirectional=True, batch_first=True)
+        self.scorer = {"simple": DotScorer, "weighted-dot": WeightedDotScorer,
+                       "mlp": MlpScorer}[settings.scorer](*(() if settings.scorer == "simple" else (weights,)))
+        self.logit_scale = nn.Parameter(weights["logit_scale"].clone())
+        self.load_state_dict(weights, strict=True)
+
+    def forward(self, hidden: torch.Tensor, batch: PackedBatch, prompts: list[Prompted]) -> list[np.ndarray]:
+        starts = batch.cu_seqlens[:-1].long()
+        if self.lstm is None:
+            texts = hidden[starts]
+        else:  # the LSTM reads each whole sequence; its first output is the text's vector
+            packed = nn.utils.rnn.pack_sequence(hidden.split(batch.lengths), enforce_sorted=False)
+            texts = torch.stack([out[0] for out in nn.utils.rnn.unpack_sequence(self.lstm(packed)[0])])
+        texts = self.text(texts)
+        labels = self.label(self._labels(hidden, batch, prompts))
+        if self.normalize:  # the package's x / (|x| + 1e-8), not F.normalize's max(|x|, eps)
+            texts = texts / (texts.norm(dim=-1, keepdim=True) + 1e-8)
+            labels = labels / (labels.norm(dim=-1, keepdim=True) + 1e-8)
+        logits, at = [], 0
+        for i, prompt in enumerate(prompts):
+            count = len(prompt.labels)
+            logits.append(self.scorer(texts[i:i + 1], labels[at:at + count]).reshape(count))
+            at += count
+        flat = torch.cat(logits)
+        if self.normalize:
+            flat = flat * self.logit_scale
+        flat = flat.float().cpu().numpy()  # one copy off the device for the whole batch
+        return np.split(flat, np.cumsum([len(p.labels) for p in prompts])[:-1])
+
+    @staticmethod
+    def _labels(hidden: torch.Tensor, batch: PackedBatch, prompts: list[Prompted]) -> torch.Tensor:
+        """[all labels, H]: each label's tokens averaged (one token: that token; none: zeros)."""
+        token_starts = [0, *accumulate(batch.lengths)]
+        tokens, owners, counts = [], [], []
+        for i, prompt in enumerate(prompts):
+            for start, stop in prompt.labels:
+                tokens.extend(range(token_starts[i] + start, token_starts[i] + stop))
+                owners.extend([len(counts)] * (stop - start))
+                counts.append(max(stop - start, 1))
+        device = hidden.device
+        sums = hidden.new_zeros(len(counts), hidden.shape[1]).index_add_(
+            0, torch.tensor(owners, device=device, dtype=torch.long), hidden[torch.tensor(tokens, device=device,
+                                                                                          dtype=torch.long)])
+        return sums / torch.tensor(counts, device=device, dtype=hidden.dtype).unsqueeze(1)

@@ -18,8 +18,8 @@ from torch import nn
 from .attention import AttentionFn
 from .batch import PackedBatch
 from .errors import ModelLoadError
-from .gliner import split_checkpoint
-from .heads import ACTIVATIONS, HeadWeights, SpanHead, TaskHead, pool, sparse_max_pool
+from . import gliclass, gliner
+from .heads import ACTIVATIONS, GliclassHead, HeadWeights, SpanHead, TaskHead, pool, sparse_max_pool
 from .linear import can_prepack, prepack_linears
 from .models import find_architecture
 from .scheduler import Batch
@@ -82,11 +82,16 @@ class ServedModel:
             checkpoint = read_checkpoint(spec.weight_files)
             with torch.device("meta"):
                 network = architecture(spec.config)
-            # GLiNER: one checkpoint holds the backbone's weights and its span head's
-            backbone, span_head = split_checkpoint(checkpoint) if spec.task == "gliner" else (checkpoint, None)
+            # GLiNER, GLiClass: one checkpoint holds the backbone's weights and the package's head's
+            backbone, head = checkpoint, None
+            if spec.task == "gliner":
+                backbone, weights = gliner.split_checkpoint(checkpoint)
+                head = SpanHead(weights, spec.gliner)
+            elif spec.task == "gliclass":
+                backbone, weights = gliclass.split_checkpoint(checkpoint)
+                head = GliclassHead(weights, spec.gliclass)
             network.load_state_dict(architecture.map_weights(backbone, spec.config), strict=True, assign=True)
-            head = (SpanHead(span_head, spec.gliner) if span_head is not None
-                    else _build_head(spec, architecture, checkpoint))
+            head = head if head is not None else _build_head(spec, architecture, checkpoint)
             dense = DenseStack(spec.dense_layers) if spec.dense_layers else None
         except Exception as error:  # corrupt or mismatched files: one clear error, whatever the library raised
             raise ModelLoadError(f"model {spec.name!r}: cannot load from {spec.path}: "
@@ -146,6 +151,8 @@ class ServedModel:
             return self.token_vectors(items)
         if head is Head.SPANS:
             return self.span_scores(items)
+        if head is Head.PROMPTED_LABELS:
+            return self.label_logits(items)
         raise ValueError(f"no head {head!r}")
 
     def _hidden(self, items: list[Tokenized]) -> tuple[torch.Tensor, PackedBatch]:
@@ -183,6 +190,12 @@ class ServedModel:
     @torch.inference_mode()
     def span_scores(self, items: list[Tokenized]) -> list[np.ndarray]:
         """GLiNER: [words, max_width, labels] sigmoid scores, one per window (engine.gliner)."""
+        hidden, batch = self._hidden(items)
+        return self.head(hidden, batch, [item.extra for item in items])
+
+    @torch.inference_mode()
+    def label_logits(self, items: list[Tokenized]) -> list[np.ndarray]:
+        """GLiClass: a logit per label in each sequence's prompt, one [labels] array per item (engine.gliclass)."""
         hidden, batch = self._hidden(items)
         return self.head(hidden, batch, [item.extra for item in items])
 

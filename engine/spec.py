@@ -4,7 +4,8 @@ before any weight is loaded.
 The folder is a Hugging Face model folder (config.json, *.safetensors, tokenizer.json)
 optionally saved by sentence-transformers (modules.json, pooling config, prompts), or a
 GLiNER folder saved by the gliner package (gliner_config.json, which holds the backbone's
-config). A catalog entry may override any derived field."""
+config), or a GLiClass folder saved by the gliclass package (a config.json of model_type
+"GLiClass" holding the backbone's config). A catalog entry may override any derived field."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from . import gliclass as gliclass_config
 from .errors import ModelNotFound, about_model
 from .gliner import CONFIG_FILE as GLINER_CONFIG
 from .gliner import GlinerSettings, read_settings
+from .models import native_family
 from .tasks import TASKS
 
 POOLING_MODES = ("mean", "cls", "max", "lasttoken")
@@ -80,6 +83,7 @@ class ModelSpec:
     colbert: ColbertSettings | None = None
     instruction: str = ""  # causal rerankers: the task instruction in the prompt
     gliner: GlinerSettings | None = None  # GLiNER span models
+    gliclass: gliclass_config.GliclassSettings | None = None  # GLiClass uni-encoder classifiers
     problem: str | None = None  # why the folder could not be read; loading it fails with this
     # the folder's files (name, size, mtime) when this spec was read: a load notices a replaced folder
     fingerprint: tuple = field(default=(), compare=False, repr=False)
@@ -288,6 +292,27 @@ def _gliner(folder: Path, weight_files: list[Path]) -> tuple[dict[str, Any], Gli
         return backbone, None, str(error)
 
 
+def _gliclass(folder: Path, config: dict[str, Any],
+              weight_files: list[Path]) -> tuple[dict[str, Any], gliclass_config.GliclassSettings | None, str | None]:
+    """A GLiClass folder: its backbone's config (saved inside config.json by the package), its
+    settings, and why it cannot be served, if it cannot."""
+    backbone = config.get("encoder_config") or {}
+    if not backbone:
+        return {}, None, "the GLiClass config.json has no encoder_config (the backbone's config)"
+    if not weight_files and (folder / "pytorch_model.bin").exists():
+        return backbone, None, ("its weights are in pytorch_model.bin; Shoal reads safetensors: save the model with "
+                                "save_pretrained(folder, safe_serialization=True)")
+    try:
+        settings = gliclass_config.read_settings(config)
+    except ValueError as error:
+        return backbone, None, str(error)
+    if native_family(backbone.get("model_type", ""), tuple(backbone.get("architectures") or ())) is None:
+        # the padded transformers fallback has no GLiClass head
+        return backbone, None, (f"GLiClass on a {backbone.get('model_type')!r} backbone is not supported; it runs "
+                                f"on the backbones Shoal implements natively (BERT, DeBERTa-v2/v3, ...)")
+    return backbone, settings, None
+
+
 def spec_from_folder(name: str, folder: str | os.PathLike, source: str | None = None) -> ModelSpec:
     folder = Path(folder)
     is_gliner = (folder / GLINER_CONFIG).exists()
@@ -295,12 +320,16 @@ def spec_from_folder(name: str, folder: str | os.PathLike, source: str | None = 
         raise ModelNotFound(f"model {name!r}: no config.json in {folder}")
     fingerprint = folder_fingerprint(folder)
     weight_files = sorted(folder.glob("*.safetensors"))
-    gliner, problem = None, None
+    gliner, gliclass, problem, task = None, None, None, None
     if is_gliner:
         config, gliner, reason = _gliner(folder, weight_files)
-        problem = about_model(name, reason) if reason else None
+        problem, task = about_model(name, reason) if reason else None, "gliner"
     else:
         config = read_json(folder / "config.json")
+    multi_label = config.get("problem_type") == "multi_label_classification"
+    if not is_gliner and gliclass_config.is_gliclass(config):
+        config, gliclass, reason = _gliclass(folder, config, weight_files)
+        problem, task = about_model(name, reason) if reason else None, "gliclass"
     try:
         elements = _count_parameters(weight_files)
     except (OSError, ValueError, KeyError) as error:  # served as `failed`, with the reason
@@ -313,7 +342,7 @@ def spec_from_folder(name: str, folder: str | os.PathLike, source: str | None = 
     dense_layers = _dense_layers(folder)
     colbert = _colbert_settings(folder)
     labels = _labels(config)
-    task = "gliner" if is_gliner else _task(architectures, modules, colbert, labels)
+    task = task or _task(architectures, modules, colbert, labels)
     dimension = dense_layers[-1].out_features if dense_layers else config.get("hidden_size", 0)
     spec = ModelSpec(
         name=name,
@@ -331,10 +360,11 @@ def spec_from_folder(name: str, folder: str | os.PathLike, source: str | None = 
         parameter_count=elements,
         task=task,
         labels=labels,
-        multi_label=config.get("problem_type") == "multi_label_classification",
+        multi_label=multi_label,  # GLiClass: as it was trained (its own config's, not the backbone's)
         dense_layers=dense_layers,
         colbert=colbert,
         gliner=gliner,
+        gliclass=gliclass,
         problem=problem,
         fingerprint=fingerprint,
     )

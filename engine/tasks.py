@@ -26,6 +26,7 @@ class Head(enum.Enum):
     TOKEN_LOGITS = "token_logits"  # classifier logits per token (entity taggers)
     TOKEN_VECTORS = "token_vectors"  # ColBERT: projected, normalised vector per kept token
     SPANS = "spans"  # GLiNER: a score per (span of words, label in the prompt)
+    PROMPTED_LABELS = "prompted_labels"  # GLiClass: a logit per label in the prompt
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ TASKS = {task.name: task for task in (
     Task("extract", ("extract",), "token_classification", "AutoModelForTokenClassification"),
     # GLiNER: the labels go in a prompt before the words; spans of words are scored against them (engine.gliner)
     Task("gliner", ("extract",), None, None, labels_at_request=True),
+    # GLiClass: the labels go in a prompt beside the text; the text's vector is scored against each (engine.gliclass)
+    Task("gliclass", ("classify",), None, None, labels_at_request=True),
 )}
 
 

@@ -87,6 +87,7 @@ class ClassifyRequest(StrictRequest):
     labels: list[str] | None = None  # zero-shot models: the candidate labels
     multi_label: bool | None = None  # zero-shot: score each label on its own instead of one softmax over them
     hypothesis_template: str | None = None  # zero-shot: how a label is posed, "This example is {}." by default
+    threshold: float | None = None  # zero-shot, GLiClass: leave out the labels scored below it
 
 
 class ExtractRequest(StrictRequest):
@@ -279,9 +280,10 @@ class NativeController(Controller):
         spec = note_model(request, engine, data.model)
         result = await engine.classify(spec.name, data.inputs, truncate=data.truncate, deadline=deadline_from(request),
                                        labels=data.labels, multi_label=data.multi_label,
-                                       hypothesis_template=data.hypothesis_template)
-        results = [Classification([LabelScore(result.labels[i], float(row[i])) for i in best_first(row)])
-                   for row in result.probabilities]
+                                       hypothesis_template=data.hypothesis_template, threshold=data.threshold)
+        floor = -1.0 if result.threshold is None else result.threshold
+        results = [Classification([LabelScore(result.labels[i], float(row[i])) for i in best_first(row)
+                                   if row[i] >= floor]) for row in result.probabilities]
         return respond(request, ClassifyResponse(spec.name, results, Usage(result.input_tokens)))
 
     @post("/extract", status_code=200, summary="Entity spans in each input (token classifiers; GLiNER with `labels`)",

@@ -1,6 +1,7 @@
 """Models that take their labels at request time, over real HTTP: zero-shot classification
 on /v1/classify (against transformers' pipeline), its bad inputs, /v1/models saying which
-models take labels, and TEI's /predict with NLI pairs."""
+models take labels, and TEI's /predict with NLI pairs; GLiNER on /v1/extract and GLiClass on
+/v1/classify (against their packages)."""
 
 from __future__ import annotations
 
@@ -144,3 +145,47 @@ def test_models_say_gliner_takes_labels(gliner_server):
     models = {m["id"]: m for m in httpx.get(live.url + "/v1/models", timeout=10).json()["data"]}
     assert models["gliner"]["labels_at_request"] is True and models["gliner"]["capabilities"] == ["extract"]
     assert models["ner"]["labels_at_request"] is False
+
+
+# ---- GLiClass on /v1/classify, against the gliclass package ----------------------------------
+@pytest.fixture(scope="module")
+def gliclass_server(tmp_path_factory):
+    pytest.importorskip("gliclass", reason="the gliclass package is the reference (pyproject's dev extra)")
+    from tests.gliclass_builder import DEBERTA_V3, build
+
+    folder = build(tmp_path_factory.mktemp("gliclass-http") / "gliclass", DEBERTA_V3, {"prompt_first": True}, seed=3)
+    with LiveServer(Engine([spec_from_folder("gliclass", folder)], EngineConfig(device="cpu", dtype="float32"))) as live:
+        yield live, folder
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_gliclass_classify_over_http_matches_the_package(gliclass_server, multi_label):
+    from tests.gliclass_builder import package_scores
+
+    live, folder = gliclass_server
+    # the labels come first, so the package cuts a long text as Shoal does when given the same length
+    expected, predictions = package_scores(folder, TEXTS, LABELS, multi_label,
+                                           max_length=spec_from_folder("g", folder).max_length)
+    body = {"model": "gliclass", "inputs": TEXTS, "labels": LABELS, "multi_label": multi_label}
+    for threshold in (None, 0.5):
+        response = httpx.post(live.url + "/v1/classify", json={**body, "threshold": threshold}, timeout=60)
+        assert response.status_code == 200, response.text
+        for result, want, predicted in zip(response.json()["results"], expected, predictions):
+            got = {entry["label"]: entry["score"] for entry in result["labels"]}
+            if threshold is None:  # every label, best first: the best is the package's single-label answer
+                np.testing.assert_allclose([got[label] for label in LABELS], want, atol=1e-4)
+                assert list(got.values()) == sorted(got.values(), reverse=True)
+                assert multi_label or [next(iter(got))] == predicted
+            elif multi_label:  # the labels the package predicts at its threshold
+                assert sorted(got) == sorted(predicted)
+
+
+def test_gliclass_models_take_labels_and_refuse_a_template(gliclass_server):
+    live, _ = gliclass_server
+    model = httpx.get(live.url + "/v1/models", timeout=10).json()["data"][0]
+    assert model["labels_at_request"] is True and model["capabilities"] == ["classify"]
+    for body, fragment in (({"labels": ["a"], "hypothesis_template": "It is {}."}, "hypothesis_template"),
+                           ({}, "send `labels`"), ({"labels": ["a"], "threshold": 2}, "threshold")):
+        response = httpx.post(live.url + "/v1/classify", json={"model": "gliclass", "inputs": ["text"], **body},
+                              timeout=60)
+        assert response.status_code == 422 and fragment in response.json()["error"]["message"], response.text
