@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed scripts/install-deploy-tools.sh scripts/install-gliner.sh \
-		scripts/install-llmlingua.sh
+		scripts/install-llmlingua.sh scripts/install-reference-venv.sh
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# PyLate is the ColBERT reference; its pins would replace torch, transformers and
 	# sentence-transformers, so it goes in without them (the tests shim the two API drifts).
