@@ -242,14 +242,15 @@ class _Base(abc.ABC):
         return self._call("POST", "/v1/score", body, _ranking)
 
     def classify(self, inputs: Sequence[str], model: str | None = None, *, labels: Sequence[str] | None = None,
-                 multi_label: bool = False, hypothesis_template: str | None = None) -> list[list[tuple[str, float]]]:
-        """(label, score) pairs per input, best first. `labels` for models that take them at
-        request time (zero-shot NLI models); fixed-label classifiers use their own."""
-        body: dict[str, Any] = {"model": self._model(model), "inputs": list(inputs)}
-        if labels is not None:
-            body.update(labels=list(labels), multi_label=multi_label)
-        if hypothesis_template is not None:
-            body["hypothesis_template"] = hypothesis_template
+                 multi_label: bool | None = None, hypothesis_template: str | None = None,
+                 threshold: float | None = None) -> list[list[tuple[str, float]]]:
+        """(label, score) pairs per input, best first. `labels` (and `multi_label`,
+        `threshold`, `hypothesis_template`) for models that take them at request time
+        (zero-shot NLI and GLiClass models); fixed-label classifiers use their own."""
+        options = {"labels": None if labels is None else list(labels), "multi_label": multi_label,
+                   "hypothesis_template": hypothesis_template, "threshold": threshold}
+        body = {"model": self._model(model), "inputs": list(inputs),
+                **{key: value for key, value in options.items() if value is not None}}
         return self._call("POST", "/v1/classify", body, _classifications)
 
     def extract(self, inputs: Sequence[str], model: str | None = None, *, labels: Sequence[str] | None = None,

@@ -141,6 +141,9 @@ def test_classify_with_request_labels_and_extract(tmp_path):
             for pairs, expected in zip(got, want):
                 np.testing.assert_allclose([dict(pairs)[label] for label in labels], expected, atol=1e-5)
                 assert [score for _, score in pairs] == sorted((score for _, score in pairs), reverse=True)
+        above = shoal.classify(TEXTS, model="nli", labels=labels, multi_label=True, threshold=0.5)
+        for kept, expected in zip(above, pipeline_scores(nli, TEXTS, labels, True)):
+            assert {label for label, _ in kept} == {label for label, score in zip(labels, expected) if score >= 0.5}
         for pairs, expected in zip(shoal.classify(TEXTS, model="intent"), references.classifications(intent, TEXTS)):
             assert dict(pairs) == pytest.approx(expected, abs=1e-5)
         found = shoal.extract(TEXTS, model="ner")
