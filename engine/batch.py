@@ -5,7 +5,7 @@ All sequences are concatenated into one [total_tokens] tensor: no padding anywhe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain, groupby
 
 import torch
@@ -25,6 +25,9 @@ class PackedBatch:
     # Per sequence, how many leading tokens may be attended to (ColBERT query expansion:
     # the [MASK] padding is computed but never attended). None: all of them.
     attend_lengths: tuple[int, ...] | None = None
+    # What a backend derives from the batch once and reuses in every layer (the CPU
+    # attention's padded blocks), keyed by the backend.
+    derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def num_sequences(self) -> int:
