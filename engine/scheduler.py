@@ -36,6 +36,9 @@ class Job:
     outputs: list[Any] = field(default_factory=list)
     remaining: int = 0
     timer: asyncio.TimerHandle | None = None  # fails the job at its deadline
+    # The loaded model that computed its first items: all its outputs must come from that one
+    # (an unload or a replaced folder between two of its batches would mix two models' answers).
+    computed_by: object | None = None
 
     def __post_init__(self):
         self.outputs = [None] * len(self.items)
