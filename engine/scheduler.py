@@ -36,9 +36,10 @@ class Job:
     outputs: list[Any] = field(default_factory=list)
     remaining: int = 0
     timer: asyncio.TimerHandle | None = None  # fails the job at its deadline
-    # The loaded model that computed its first items: all its outputs must come from that one
-    # (an unload or a replaced folder between two of its batches would mix two models' answers).
-    computed_by: object | None = None
+    # The version of the weights (the model folder's fingerprint at load) that computed its first
+    # items: all its outputs must come from it (a folder replaced and reloaded between two of its
+    # batches would mix two models' answers; a reload of the same files is the same version).
+    weights_version: tuple | None = None
 
     def __post_init__(self):
         self.outputs = [None] * len(self.items)

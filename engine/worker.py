@@ -99,7 +99,7 @@ class DeviceWorker:
                 self.pool.release(batch.model)
             self.scheduler.record_throughput(batch.tokens, seconds)
             self.observer.batch_done(batch.model, len(batch.items), batch.tokens, seconds)
-            _deliver(batch, outputs, served)
+            _deliver(batch, outputs, served.spec.fingerprint)
 
     async def _idle(self) -> None:
         """Sleep until work is submitted or the pool changes (a load that ended may let
@@ -166,10 +166,11 @@ class DeviceWorker:
             return outputs
 
 
-def _deliver(batch: Batch, outputs: list, served: object) -> None:
+def _deliver(batch: Batch, outputs: list, weights_version: tuple) -> None:
     """Each item's output to its job; a job whose last item arrives is finished and answered.
-    A job whose items were computed by two loads of its model (unloaded, or its folder
-    replaced, between two of its batches) fails with 503 rather than mix their outputs."""
+    A job whose items were computed by two versions of its model's weights (the folder
+    replaced and the model reloaded between two of its batches) fails with 503 rather than
+    mix their outputs."""
     for item, output in zip(batch.items, outputs):
         job = item.job
         if job.future.done():  # answered already: its deadline passed or its caller left
@@ -177,11 +178,11 @@ def _deliver(batch: Batch, outputs: list, served: object) -> None:
         if isinstance(output, Failed):
             job.future.set_exception(output.error)
             continue
-        if job.computed_by is None:
-            job.computed_by = served
-        elif job.computed_by is not served:
+        if job.weights_version is None:
+            job.weights_version = weights_version
+        elif job.weights_version != weights_version:
             job.future.set_exception(NotReady(
-                f"model {batch.model!r} was reloaded while this request was computed; send it again"))
+                f"model {batch.model!r} was reloaded with new weights while this request was computed; send it again"))
             continue
         job.outputs[item.index] = output
         job.remaining -= 1

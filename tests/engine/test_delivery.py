@@ -1,7 +1,8 @@
-"""Delivery from the device worker to requests: a request's outputs all come from one load of
-its model. When a model is unloaded (or its folder replaced) between two batches of one
-request, mixing the two loads' outputs would answer with vectors no model gives: the request
-fails with a 503 instead (the soak benchmark found such a mixed answer)."""
+"""Delivery from the device worker to requests: a request's outputs all come from one version
+of its model's weights. When a model's folder is replaced and the model reloaded between two
+batches of one request, mixing the two versions' outputs would answer with vectors no model
+gives: the request fails with a 503 instead (the soak benchmark found such a mixed answer).
+A reload of the same files (an eviction and a load from disk) is the same version."""
 
 from __future__ import annotations
 
@@ -25,17 +26,21 @@ def _batch(job: Job, *indexes: int) -> Batch:
     return Batch(job.model, job.work, [WorkItem(job, i) for i in indexes])
 
 
-async def test_a_request_computed_by_one_load_is_answered():
-    job, load = _job(3), object()
-    _deliver(_batch(job, 0, 1), ["a", "b"], load)
+OLD = (("model.safetensors", 1000, 1),)
+NEW = (("model.safetensors", 1000, 2),)
+
+
+async def test_a_request_computed_by_one_version_is_answered_across_reloads():
+    job = _job(3)
+    _deliver(_batch(job, 0, 1), ["a", "b"], OLD)
     assert not job.future.done()
-    _deliver(_batch(job, 2), ["c"], load)
+    _deliver(_batch(job, 2), ["c"], tuple(OLD))  # evicted and loaded again from the same files
     assert job.future.result() == ["a", "b", "c"]
 
 
 async def test_a_request_that_spans_two_loads_fails_instead_of_mixing_them():
     job = _job(3)
-    _deliver(_batch(job, 0, 1), ["old", "old"], object())
-    _deliver(_batch(job, 2), ["new"], object())  # the model was reloaded between the batches
-    with pytest.raises(NotReady, match="reloaded while this request was computed"):
+    _deliver(_batch(job, 0, 1), ["old", "old"], OLD)
+    _deliver(_batch(job, 2), ["new"], NEW)  # its folder was replaced and the model reloaded between the batches
+    with pytest.raises(NotReady, match="reloaded with new weights while this request was computed"):
         job.future.result()
