@@ -46,7 +46,9 @@ def swap_server(tmp_path_factory):
     specs.append(spec_from_reference("missing", str(root / "no-such-folder")))
     budget = 2 * footprint(specs[0], 4) + 1024  # two of the eight fit
     engine = Engine(specs, EngineConfig(device="cpu", dtype="float32", memory_budget=budget,
-                                        host_cache=3 * footprint(specs[0], 4), swap_age_seconds=0.05,
+                                        # room in the host tier for all eight: whether an evicted model is still
+                                        # there when it is asked for again must not depend on the request timing
+                                        host_cache=MODELS * footprint(specs[0], 4), swap_age_seconds=0.05,
                                         max_batch_tokens=2048))
     with LiveServer(engine) as live:
         live.root = root
