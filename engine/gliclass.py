@@ -157,17 +157,3 @@ class GliclassTokenizer:
 BACKBONE_PREFIX = "model.encoder_model."
 HEAD_NAMES = {"model.text_projector.": "text.", "model.classes_projector.": "label.", "model.scorer.": "scorer.",
               "model.lstm.lstm.": "lstm.", "model.logit_scale": "logit_scale"}
-
-
-def split_checkpoint(checkpoint: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The package's checkpoint as (backbone weights under the backbone's own names, head
-    weights under GliclassHead's names)."""
-    backbone, head = {}, {}
-    for name, tensor in checkpoint.items():
-        if name.startswith(BACKBONE_PREFIX):
-            backbone[name.removeprefix(BACKBONE_PREFIX)] = tensor
-            continue
-        for prefix, renamed in HEAD_NAMES.items():
-            if name.startswith(prefix):
-                head[renamed + name.removeprefix(prefix)] = tensor
-    return backbone, head

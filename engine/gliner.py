@@ -174,20 +174,6 @@ HEAD_NAMES = {"token_rep_layer.projection.": "projection.", "rnn.lstm.": "lstm."
               "prompt_rep_layer.0.": "label.up.", "prompt_rep_layer.3.": "label.down."}
 
 
-def split_checkpoint(checkpoint: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The package's checkpoint as (backbone weights under the backbone's own names, span
-    head weights under SpanHead's names)."""
-    backbone, head = {}, {}
-    for name, tensor in checkpoint.items():
-        if name.startswith(BACKBONE_PREFIX):
-            backbone[name.removeprefix(BACKBONE_PREFIX)] = tensor
-            continue
-        for prefix, renamed in HEAD_NAMES.items():
-            if name.startswith(prefix):
-                head[renamed + name.removeprefix(prefix)] = tensor
-    return backbone, head
-
-
 def _pooled_tokens(word_ids: list[int | None], prompt_words: int, pooling: str) -> tuple[list[int], list[int]]:
     """The package's word mask as (token position, word) pairs: words counted as they are met
     (past the prompt's), each pooled from its first, its last or all of its subtokens."""

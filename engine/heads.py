@@ -131,7 +131,7 @@ class SpanHead(nn.Module):
     [projection] -> words pooled from their subtokens -> [bidirectional LSTM] -> each span of
     up to max_width words as relu(start(first word) | end(last word)) projected, scored by a
     dot product with each label's projected marker state. Built from weights named as
-    gliner.split_checkpoint names them; returns per window [words, max_width, labels] sigmoid
+    gliner.HEAD_NAMES names them; returns per window [words, max_width, labels] sigmoid
     scores (spans running past the last word are scored on a clipped end and never decoded)."""
 
     def __init__(self, weights: dict[str, torch.Tensor], settings: GlinerSettings):
@@ -252,7 +252,7 @@ class GliclassHead(nn.Module):
     sequence's first token [after a bidirectional LSTM], each label the mean of its tokens
     (one token unless "average"); both go through their projector [and are made unit length],
     and the scorer gives one logit per label [times logit_scale, for unit vectors]. Built from
-    weights named as gliclass.split_checkpoint names them; returns one [labels] float32 array
+    weights named as gliclass.HEAD_NAMES names them; returns one [labels] float32 array
     of logits per sequence."""
 
     def __init__(self, weights: dict[str, torch.Tensor], settings: GliclassSettings):

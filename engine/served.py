@@ -26,7 +26,7 @@ from .scheduler import Batch
 from .spec import DenseLayer, ModelSpec
 from .tasks import TASKS, Head
 from .tokenize import Tokenized, load_tokenizer
-from .weights import read_checkpoint
+from .weights import read_checkpoint, split_checkpoint
 
 log = logging.getLogger("shoal.engine")
 
@@ -85,10 +85,10 @@ class ServedModel:
             # GLiNER, GLiClass: one checkpoint holds the backbone's weights and the package's head's
             backbone, head = checkpoint, None
             if spec.task == "gliner":
-                backbone, weights = gliner.split_checkpoint(checkpoint)
+                backbone, weights = split_checkpoint(checkpoint, gliner.BACKBONE_PREFIX, gliner.HEAD_NAMES)
                 head = SpanHead(weights, spec.gliner)
             elif spec.task == "gliclass":
-                backbone, weights = gliclass.split_checkpoint(checkpoint)
+                backbone, weights = split_checkpoint(checkpoint, gliclass.BACKBONE_PREFIX, gliclass.HEAD_NAMES)
                 head = GliclassHead(weights, spec.gliclass)
             network.load_state_dict(architecture.map_weights(backbone, spec.config), strict=True, assign=True)
             head = head if head is not None else _build_head(spec, architecture, checkpoint)

@@ -48,3 +48,20 @@ def pick_renamed(weights: dict[str, torch.Tensor], names: dict[str, str]) -> dic
             if f"{old}.{kind}" in weights:
                 result[f"{new}.{kind}"] = weights[f"{old}.{kind}"]
     return result
+
+
+def split_checkpoint(checkpoint: dict[str, torch.Tensor], backbone_prefix: str,
+                     head_names: dict[str, str]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A package's checkpoint as (backbone weights under the backbone's own names, head weights
+    renamed by `head_names`, checkpoint prefix -> head prefix); other weights are dropped
+    (GLiNER's and GLiClass's checkpoints: their modules name their own BACKBONE_PREFIX and
+    HEAD_NAMES)."""
+    backbone, head = {}, {}
+    for name, tensor in checkpoint.items():
+        if name.startswith(backbone_prefix):
+            backbone[name.removeprefix(backbone_prefix)] = tensor
+            continue
+        for prefix, renamed in head_names.items():
+            if name.startswith(prefix):
+                head[renamed + name.removeprefix(prefix)] = tensor
+    return backbone, head
